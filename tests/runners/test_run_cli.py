@@ -1,0 +1,379 @@
+"""``mttune run`` end to end: real scripts, real SQLite studies, real interruptions."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import REPO, SCRIPTS
+from tuner.cli import main
+
+SPACES = REPO / "tests" / "spaces"
+
+
+def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{db}").get_trials()
+
+
+def _run(*args: str) -> int:
+    return main(["run", *args, "--progress", "none"])
+
+
+def test_python_form_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = _run(
+        str(SCRIPTS / "quad.py"),
+        "--space",
+        str(SPACES / "quad.yaml"),
+        "--n-trials",
+        "5",
+        "--seed",
+        "1",
+        "--sampler",
+        "random",
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "best trial" in out and "mttune review" in out
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert len(trials) == 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    t = trials[0]
+    assert t.value == pytest.approx((t.params["x"] - 0.3) ** 2 + (t.params["y"] + 0.1) ** 2)
+    assert t.user_attrs["metrics"]["extra"] == 1.5
+    assert isinstance(t.user_attrs["seed"], int) and t.user_attrs["duration_s"] >= 0
+    assert sorted(t.intermediate_values) == [0, 1, 2]
+
+
+def test_command_form_end_to_end_with_json_summary(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "elsewhere" / "s.db"
+    code = _run(
+        str(SCRIPTS / "quad_cli.py"),
+        "--space",
+        str(SPACES / "quad_cli.yaml"),
+        "--storage",
+        str(db),
+        "--n-trials",
+        "4",
+        "--seed",
+        "0",
+        "--json",
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials"]["complete"] == 4
+    assert summary["best"]["value"] == min(t.value for t in _trials(db, "quad-cli"))
+    assert summary["review"].startswith("mttune review")
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = _run(
+        str(SCRIPTS / "faults.py"),
+        "--space",
+        str(SPACES / "faults.yaml"),
+        "--n-trials",
+        "12",
+        "--seed",
+        "3",
+        "--sampler",
+        "random",
+    )
+    assert code == 0
+    trials = _trials(tmp_path / "studies" / "faults.db", "faults")
+    assert len(trials) == 12
+    by_fault: dict[str, set] = {}
+    for t in trials:
+        by_fault.setdefault(t.params["fault"], set()).add(t.state)
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["fail_reason"]
+            assert "interrupted" not in t.user_attrs
+    assert by_fault.get("none") == {TrialState.COMPLETE}
+    assert by_fault.get("crash") == {TrialState.FAIL}
+    crash = next(t for t in trials if t.params["fault"] == "crash")
+    assert "ZeroDivisionError" in crash.user_attrs["stderr_tail"]
+
+
+def test_all_trials_failing_exits_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAULT", "crash")
+    space = tmp_path / "s.yaml"
+    space.write_text("name: allfail\nparams: {x: {type: float, low: 0, high: 1}}\n")
+    assert _run(str(SCRIPTS / "faults.py"), "--space", str(space), "--n-trials", "2") == 3
+    assert "no trial completed" in capsys.readouterr().err
+
+
+def test_trial_timeout_fails_the_trial(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAULT", "hang")
+    space = tmp_path / "s.yaml"
+    space.write_text("name: hang\nparams: {x: {type: float, low: 0, high: 1}}\n")
+    t0 = time.monotonic()
+    assert (
+        _run(
+            str(SCRIPTS / "faults.py"),
+            "--space",
+            str(space),
+            "--n-trials",
+            "1",
+            "--trial-timeout",
+            "1",
+        )
+        == 3
+    )
+    assert time.monotonic() - t0 < 15
+    (t,) = _trials(tmp_path / "studies" / "hang.db", "hang")
+    assert t.state == TrialState.FAIL and "timed out" in t.user_attrs["fail_reason"]
+
+
+def test_rerun_resumes_to_the_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [
+        str(SCRIPTS / "quad.py"),
+        "--space",
+        str(SPACES / "quad.yaml"),
+        "--seed",
+        "0",
+        "--sampler",
+        "random",
+    ]
+    assert _run(*args, "--n-trials", "3") == 0
+    assert _run(*args, "--n-trials", "3") == 0  # nothing missing: runs nothing
+    assert len(_trials(tmp_path / "studies" / "quad.db", "quad")) == 3
+    assert _run(*args, "--n-trials", "6") == 0
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert len(trials) == 6
+    # the resumed run did not replay the first run's suggestions
+    assert len({(t.params["x"], t.params["y"]) for t in trials}) == 6
+
+
+def test_pruning_prunes_poor_trials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUAD_STEPS", "6")
+    assert (
+        _run(
+            str(SCRIPTS / "quad.py"),
+            "--space",
+            str(SPACES / "quad.yaml"),
+            "--n-trials",
+            "20",
+            "--seed",
+            "0",
+            "--sampler",
+            "random",
+            "--pruner",
+            "median",
+        )
+        == 0
+    )
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner should stop some of 20 random trials"
+    for t in pruned:
+        assert "pruned at step" in t.user_attrs["prune_reason"]
+        assert max(t.intermediate_values) < 5  # stopped early, not after all 6 steps
+    complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
+    assert min(complete) <= min(min(t.intermediate_values.values()) for t in pruned)
+
+
+def test_no_pruner_runs_every_step(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUAD_STEPS", "6")
+    assert (
+        _run(
+            str(SCRIPTS / "quad.py"),
+            "--space",
+            str(SPACES / "quad.yaml"),
+            "--n-trials",
+            "10",
+            "--seed",
+            "0",
+            "--sampler",
+            "random",
+            "--pruner",
+            "none",
+        )
+        == 0
+    )
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_parallel_jobs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUAD_SLEEP", "0.2")
+    assert (
+        _run(
+            str(SCRIPTS / "quad.py"),
+            "--space",
+            str(SPACES / "quad.yaml"),
+            "--n-trials",
+            "6",
+            "--n-jobs",
+            "2",
+            "--seed",
+            "0",
+            "--pruner",
+            "none",
+        )
+        == 0
+    )
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    # two trials really ran at the same time
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_space_and_direction_mismatch_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (
+        _run(str(SCRIPTS / "quad.py"), "--space", str(SPACES / "quad.yaml"), "--n-trials", "1")
+        == 0
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text((SPACES / "quad.yaml").read_text().replace("high: 1.0}", "high: 2.0}"))
+    assert _run(str(SCRIPTS / "quad.py"), "--space", str(other), "--n-trials", "2") == 1
+    err = capsys.readouterr().err
+    assert "another search space" in err and "'x'" in err
+    flipped = tmp_path / "max.yaml"
+    flipped.write_text((SPACES / "quad.yaml").read_text().replace("minimize", "maximize"))
+    assert _run(str(SCRIPTS / "quad.py"), "--space", str(flipped), "--n-trials", "2") == 1
+    assert "minimizes, but the space says 'maximize'" in capsys.readouterr().err
+    assert len(_trials(tmp_path / "studies" / "quad.db", "quad")) == 1
+
+
+def test_bad_space_file_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: {x: {type: float, low: 3, high: 1}}\n")
+    assert _run(str(SCRIPTS / "quad.py"), "--space", str(bad)) == 1
+    err = capsys.readouterr().err
+    assert "low (3) must be <= high (1)" in err and "'x'" in err
+    assert not (tmp_path / "studies").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["--help"], 0, "examples:"),
+        (["run", "--help"], 0, "train(params: dict, report)"),
+        (["run", "x.py"], 2, "--space"),
+        (["run", "x.py", "--space", "s.yaml", "--sampler", "nope"], 2, "invalid choice"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_cli_help_and_usage_errors(argv, code, needle):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == code
+    assert needle in proc.stdout + proc.stderr
+
+
+def _start_run(tmp_path: Path, n_trials: int, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = {**os.environ, **extra_env}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "run",
+            str(SCRIPTS / "quad.py"),
+            "--space",
+            str(SPACES / "quad.yaml"),
+            "--n-trials",
+            str(n_trials),
+            "--seed",
+            "0",
+            "--heartbeat",
+            "1",
+            "--progress",
+            "lines",
+            "--pruner",
+            "none",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_trials(db: Path, state: str, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    got = con.execute(
+                        "SELECT COUNT(*) FROM trials WHERE state = ?", (state,)
+                    ).fetchone()[0]
+                if got >= n:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"never saw {n} {state} trials in {db}")
+
+
+def _check_resumed(tmp_path: Path, n_trials: int) -> None:
+    proc = _start_run(tmp_path, n_trials, {"QUAD_SLEEP": "0.1"})
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted and all(t.user_attrs.get("interrupted") for t in interrupted)
+    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    for t in interrupted:  # each interrupted trial was re-run once, with the same params
+        assert retries[t.number].params == t.params
+        assert retries[t.number].state == TrialState.COMPLETE
+    assert len(retries) == len(interrupted)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == n_trials
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume(tmp_path):
+    proc = _start_run(tmp_path, 6, {"QUAD_SLEEP": "0.4", "QUAD_STEPS": "5"})
+    _wait_for_trials(tmp_path / "studies" / "quad.db", "COMPLETE", 2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume it" in out
+    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    _check_resumed(tmp_path, 6)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_recovers_the_running_trial(tmp_path):
+    proc = _start_run(tmp_path, 6, {"QUAD_SLEEP": "0.4", "QUAD_STEPS": "5"})
+    db = tmp_path / "studies" / "quad.db"
+    _wait_for_trials(db, "COMPLETE", 2)
+    _wait_for_trials(db, "RUNNING", 1)
+    proc.kill()
+    proc.communicate(timeout=30)
+    trials = _trials(db, "quad")
+    assert [t for t in trials if t.state == TrialState.RUNNING], "a trial was left RUNNING"
+    _check_resumed(tmp_path, 6)

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SPACES
+from tuner.space import Encoder, SearchSpace, load_space
+
+
+@st.composite
+def spaces(draw) -> SearchSpace:
+    params = {}
+    n = draw(st.integers(1, 5))
+    cat_names = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["float", "flog", "fstep", "int", "ilog", "istep", "cat"]))
+        name = f"p{i}"
+        if kind == "float":
+            lo = draw(st.floats(-1e3, 1e3))
+            hi = lo + draw(st.floats(0, 1e3))
+            spec = {"type": "float", "low": lo, "high": hi}
+        elif kind == "flog":
+            lo = draw(st.floats(1e-8, 1e3))
+            spec = {"type": "float", "low": lo, "high": lo * draw(st.floats(1, 1e6)), "log": True}
+        elif kind == "fstep":
+            step = draw(st.sampled_from([0.1, 0.25, 0.5, 2.0]))
+            lo = draw(st.integers(-20, 20)) * step
+            spec = {
+                "type": "float",
+                "low": lo,
+                "high": lo + draw(st.integers(0, 40)) * step,
+                "step": step,
+            }
+        elif kind == "int":
+            lo = draw(st.integers(-100, 100))
+            spec = {"type": "int", "low": lo, "high": lo + draw(st.integers(0, 200))}
+        elif kind == "ilog":
+            lo = draw(st.integers(1, 100))
+            spec = {"type": "int", "low": lo, "high": lo + draw(st.integers(0, 5000)), "log": True}
+        elif kind == "istep":
+            step = draw(st.integers(1, 5))
+            lo = draw(st.integers(-50, 50))
+            spec = {
+                "type": "int",
+                "low": lo,
+                "high": lo + step * draw(st.integers(0, 20)),
+                "step": step,
+            }
+        else:
+            k = draw(st.integers(1, 4))
+            choices = draw(st.permutations(["a", 1, 2.5, True, None, "b"]))[:k]
+            spec = {"type": "categorical", "choices": list(choices)}
+            cat_names.append((name, list(choices)))
+        if cat_names and kind != "cat" and draw(st.booleans()):
+            parent, choices = draw(st.sampled_from(cat_names))
+            spec["condition"] = {"param": parent, "in": choices[:1]}
+        params[name] = spec
+    return SearchSpace.from_dict({"objective": {"name": "y"}, "params": params})
+
+
+@settings(max_examples=150, deadline=None)
+@given(space=spaces(), data=st.data())
+def test_decode_of_any_point_is_valid_and_round_trips(space, data):
+    enc = Encoder(space)
+    u = np.array(data.draw(st.lists(st.floats(-0.5, 1.5), min_size=enc.dim, max_size=enc.dim)))
+    config = enc.decode(u)
+    assert space.contains(config) is None, (config, space.contains(config))
+    x = enc.encode(config)
+    assert x.shape == (enc.dim,)
+    assert np.all(x >= 0.0) and np.all(x <= 1.0)
+    again = enc.decode(x)
+    assert again.keys() == config.keys()
+    for k, v in config.items():
+        if isinstance(v, float):
+            assert math.isclose(again[k], v, rel_tol=1e-9, abs_tol=1e-9), (k, v, again[k])
+        else:
+            assert again[k] == v and type(again[k]) is type(v)
+    # canonical encodings are fixed points
+    assert np.allclose(enc.encode(again), x)
+
+
+@settings(max_examples=100, deadline=None)
+@given(space=spaces(), seed=st.integers(0, 2**16))
+def test_encode_of_sampled_configs_round_trips(space, seed):
+    import optuna
+
+    enc = Encoder(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    trial = study.ask()
+    config = space.suggest(trial)
+    x = enc.encode(config)
+    assert np.all((x >= 0) & (x <= 1))
+    decoded = enc.decode(x)
+    for k, v in config.items():
+        if isinstance(v, float):
+            assert math.isclose(decoded[k], v, rel_tol=1e-9, abs_tol=1e-12)
+        else:
+            assert decoded[k] == v
+
+
+def test_uniform_u_gives_uniform_ints():
+    space = SearchSpace.from_dict(
+        {"params": {"k": {"type": "int", "low": 1, "high": 4}}, "objective": "y"}
+    )
+    enc = Encoder(space)
+    u = np.linspace(0, 1, 4001)[:, None]
+    values = [c["k"] for c in enc.decode_many(u)]
+    counts = np.bincount(values)[1:]
+    assert counts.min() >= 990 and counts.max() <= 1010
+
+
+def test_one_hot_and_inactive_encoding():
+    space = load_space(SPACES / "rbv2_xgboost.yaml")
+    enc = Encoder(space)
+    cfg = {
+        "booster": "gblinear",
+        "nrounds": 100,
+        "lambda": 1.0,
+        "alpha": 1.0,
+        "subsample": 0.5,
+        "num.impute.selected.cpo": "impute.hist",
+    }
+    x = enc.encode(cfg)
+    sl = enc.param_slices()
+    assert list(x[sl["booster"]]) == [1.0, 0.0, 0.0]
+    assert x[sl["eta"]][0] == 0.5  # inactive -> neutral
+    assert enc.decode(x) == cfg
+    assert len(enc.dim_names) == enc.dim
+
+
+def test_bad_values_are_rejected():
+    space = load_space(SPACES / "mlp.yaml")
+    enc = Encoder(space)
+    good = {
+        "lr": 0.01,
+        "weight_decay": 1e-4,
+        "hidden": 32,
+        "n_layers": 2,
+        "dropout": 0.1,
+        "batch_size": 32,
+        "optimizer": "adam",
+    }
+    enc.encode(good)
+    with pytest.raises(ValueError, match="outside"):
+        enc.encode({**good, "lr": 5.0})
+    with pytest.raises(ValueError, match="not one of the choices"):
+        enc.encode({**good, "optimizer": "rmsprop"})
+    with pytest.raises(ValueError, match="lacks active parameter 'momentum'"):
+        enc.encode({**good, "optimizer": "sgd"})

@@ -1,0 +1,5 @@
+"""The ``mttune`` command line (``mttune --help``)."""
+
+from tuner.cli._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,76 @@
+"""Entry point: parse the command line, dispatch, turn errors into messages and exit codes.
+
+Exit codes (as the Optuna CLI: 0 success, non-zero failure):
+
+* 0: success;
+* 1: an error in the input or environment (the message says what and how to fix it);
+* 2: bad command-line usage;
+* 3: the run finished but no trial completed (every trial failed: see the reasons);
+* 130: interrupted (Ctrl-C / SIGTERM); the study is consistent and resumes on re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.text import Text
+
+from tuner._errors import MttuneError
+from tuner.cli import _run
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_RESULT = 3
+EXIT_INTERRUPTED = 130
+
+_EPILOG = """\
+examples:
+  mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 20
+  mttune run train.sh --space space.yaml --storage postgresql://user@host/db --n-jobs 4
+  mttune review studies/mlp-digits.db
+
+exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted.
+"""
+
+_COMMANDS = [_run]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``mttune`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="mttune",
+        description="Hyperparameter tuning that learns from past tuning (Optuna / Ray Tune).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from tuner import __version__
+
+    parser.add_argument("--version", action="version", version=f"mttune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in _COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mttune`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return int(args.handler(args))
+    except MttuneError as e:
+        err.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted", style="yellow")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

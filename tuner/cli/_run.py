@@ -1,0 +1,225 @@
+"""``mttune run``: tune a training script (Optuna locally; Ray Tune with ``--backend ray``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tuner.runners import (
+    PRUNERS,
+    SAMPLERS,
+    RunOptions,
+    RunSummary,
+    ScriptSpec,
+    create_or_resume_study,
+    make_progress,
+    make_pruner,
+    make_sampler,
+    run_study,
+)
+from tuner.space import load_space
+from tuner.studies import default_storage_url, normalize_url
+
+_DESCRIPTION = """\
+Tune a training script. Each trial runs the script in a subprocess with the trial's
+parameters; its result lands in an Optuna study (SQLite under studies/ by default).
+Re-running the same command resumes the study: finished trials are kept, interrupted
+ones are re-run, and only the missing trials (up to --n-trials) are added.
+
+Two forms of script (see README, "Training scripts"):
+  a Python file defining  train(params: dict, report) -> float | dict
+  any executable: gets --name value arguments and MTTUNE_PARAMS (JSON), prints JSON lines
+"""
+
+_EPILOG = """\
+examples:
+  mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 30
+  mttune run train.sh --space space.yaml --study resnet --sampler random --seed 0
+  mttune run train.py --space space.yaml --storage postgresql://me@db/optuna --n-jobs 4
+  mttune run train.py --space space.yaml -- --epochs 5     # extra args for the script
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``mttune run``."""
+    p = sub.add_parser(
+        "run",
+        help="tune a training script",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("script", help="training script (.py with train(), or an executable)")
+    p.add_argument(
+        "script_args",
+        nargs="*",
+        metavar="-- ARGS",
+        help="extra arguments for the script, after --",
+    )
+    p.add_argument("--space", required=True, help="search space YAML file")
+    p.add_argument("--study", help="study name (default: the space's name)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL or SQLite path (default: sqlite:///studies/STUDY.db)"
+    )
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=None,
+        help="target number of finished trials in the study (default 20 unless "
+        "--timeout is given)",
+    )
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    p.add_argument(
+        "--trial-timeout", type=float, help="seconds after which a trial is killed and FAILED"
+    )
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="tpe",
+        help="Optuna sampler (default tpe; with --prior the prior's sampler)",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default="median",
+        help="prune trials from their intermediate reports (default median)",
+    )
+    p.add_argument("--seed", type=int, help="seed for the sampler and the scripts' MTTUNE_SEED")
+    p.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel (default 1)")
+    p.add_argument(
+        "--protocol",
+        choices=("auto", "python", "command"),
+        default="auto",
+        help="script form (default: auto-detect)",
+    )
+    p.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="progress display (default: a live bar on a terminal)",
+    )
+    p.add_argument(
+        "--max-output-bytes",
+        type=int,
+        default=8 * 1024 * 1024,
+        help="stdout limit per trial (default 8 MiB)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=10,
+        help="seconds between trial heartbeats; trials of a killed run are "
+        "re-run after 2x this (default 10)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the ``mttune run`` command."""
+    from tuner.cli._main import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK
+
+    space = load_space(args.space)
+    study_name = args.study or space.name or Path(args.script).stem
+    storage = normalize_url(args.storage) if args.storage else default_storage_url(study_name)
+    script = ScriptSpec.detect(
+        args.script, args=args.script_args, objective=space.objective.name, form=args.protocol
+    )
+    n_trials = args.n_trials
+    if n_trials is None and args.timeout is None:
+        n_trials = 20
+    options = RunOptions(
+        n_trials=n_trials,
+        timeout=args.timeout,
+        trial_timeout=args.trial_timeout,
+        n_jobs=args.n_jobs,
+        seed=args.seed,
+        max_output_bytes=args.max_output_bytes,
+        heartbeat=args.heartbeat,
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = create_or_resume_study(
+        storage, study_name, space, None, make_pruner(args.pruner), heartbeat=args.heartbeat
+    )
+    # Resume-aware seeding: a resumed run must not replay the first run's suggestions.
+    n_existing = len(study.get_trials(deepcopy=False))
+    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing
+    study.sampler = make_sampler(args.sampler, seed)
+    console = Console(stderr=True, highlight=False)
+    summary = run_study(
+        study, script, space, options, progress=make_progress(args.progress, console)
+    )
+    command = _review_command(summary)
+    if args.json:
+        print(json.dumps(_summary_dict(summary, command), indent=2))
+    else:
+        _print_summary(summary, command, Console(highlight=False))
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    if summary.best is None:
+        console.print(
+            f"no trial completed: {summary.counts.failed} failed, {summary.counts.pruned} "
+            f"pruned. See the reasons with: {command}"
+        )
+        return EXIT_NO_RESULT
+    return EXIT_OK
+
+
+def _review_command(summary: RunSummary) -> str:
+    return (
+        f"mttune review {shlex.quote(summary.storage)} --study {shlex.quote(summary.study_name)}"
+    )
+
+
+def _summary_dict(summary: RunSummary, command: str) -> dict:
+    best = summary.best
+    return {
+        "study": summary.study_name,
+        "storage": summary.storage,
+        "direction": summary.direction,
+        "trials": {
+            "complete": summary.counts.complete,
+            "pruned": summary.counts.pruned,
+            "failed": summary.counts.failed,
+            "interrupted": summary.counts.interrupted,
+            "ran_now": summary.ran,
+        },
+        "best": None
+        if best is None
+        else {"number": best.number, "value": best.value, "params": best.params},
+        "elapsed_s": round(summary.elapsed, 3),
+        "interrupted": summary.interrupted,
+        "review": command,
+    }
+
+
+def _print_summary(summary: RunSummary, command: str, console: Console) -> None:
+    c = summary.counts
+    head = "interrupted" if summary.interrupted else "done"
+    console.print(
+        f"[bold]{summary.study_name}[/]: {head} in {summary.elapsed:.1f}s, ran {summary.ran} "
+        f"trial(s); the study has {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
+        + (f", {c.interrupted} interrupted" if c.interrupted else ""),
+    )
+    if summary.recovered:
+        console.print(f"re-ran interrupted trial(s): {summary.recovered}")
+    if summary.best is None:
+        console.print("[red]no completed trial yet[/]")
+    else:
+        best = summary.best
+        table = Table(title=f"best trial #{best.number}: {best.value:.6g} ({summary.direction})")
+        table.add_column("parameter")
+        table.add_column("value", justify="right")
+        for k, v in best.params.items():
+            table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+        console.print(table)
+    console.print(f"review it: [bold]{command}[/]")
+    if summary.interrupted:
+        console.print("resume it: run the same command again")

@@ -1,0 +1,50 @@
+"""Stage 6: runners that execute training scripts as trials (Optuna locally, Ray Tune)."""
+
+from tuner.runners._optuna import (
+    RunOptions,
+    RunSummary,
+    TrialFailed,
+    create_or_resume_study,
+    run_study,
+)
+from tuner.runners._progress import (
+    LineProgress,
+    NullProgress,
+    Progress,
+    RichProgress,
+    make_progress,
+)
+from tuner.runners._protocol import ScriptError, ScriptSpec, TrialOutcome, run_script
+from tuner.runners._study import (
+    PRUNERS,
+    SAMPLERS,
+    StudyCounts,
+    count_trials,
+    make_pruner,
+    make_sampler,
+    trial_seed,
+)
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "LineProgress",
+    "NullProgress",
+    "Progress",
+    "RichProgress",
+    "RunOptions",
+    "RunSummary",
+    "ScriptError",
+    "ScriptSpec",
+    "StudyCounts",
+    "TrialFailed",
+    "TrialOutcome",
+    "count_trials",
+    "create_or_resume_study",
+    "make_progress",
+    "make_pruner",
+    "make_sampler",
+    "run_script",
+    "run_study",
+    "trial_seed",
+]

@@ -1,0 +1,311 @@
+"""The local runner: tune a training script with an Optuna study (``mttune run``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner._errors import MttuneError
+from tuner.runners._progress import NullProgress, Progress
+from tuner.runners._protocol import DEFAULT_MAX_OUTPUT_BYTES, ScriptSpec, run_script
+from tuner.runners._study import (
+    StudyCounts,
+    count_trials,
+    fail_dead_local_trials,
+    outcome_attrs,
+    recover_interrupted,
+    runner_attr,
+    trial_seed,
+)
+from tuner.space import SearchSpace
+from tuner.studies import open_storage
+
+__all__ = ["RunOptions", "RunSummary", "TrialFailed", "create_or_resume_study", "run_study"]
+
+
+class TrialFailed(Exception):
+    """Raised inside the objective so that Optuna records the trial as FAILED."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Budget and limits of a run.
+
+    Attributes:
+        n_trials: Target number of finished trials in the study (resume-aware): a re-run of the
+            same command only runs what is missing. ``None`` with a ``timeout`` runs until it.
+        timeout: Seconds after which no new trial starts.
+        trial_timeout: Seconds after which one trial is killed and FAILED.
+        n_jobs: Trials run in parallel (threads, each driving one subprocess).
+        seed: Seeds the sampler and each trial's ``MTTUNE_SEED``.
+        max_output_bytes: A trial printing more on stdout is FAILED.
+        heartbeat: Seconds between trial heartbeats; a trial silent for ``2 * heartbeat + 5``
+            seconds is taken as dead (its runner was killed) and re-run.
+    """
+
+    n_trials: int | None = 20
+    timeout: float | None = None
+    trial_timeout: float | None = None
+    n_jobs: int = 1
+    seed: int | None = None
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    heartbeat: int = 10
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.n_trials is None or self.n_trials >= 1,
+                "--n-trials must be >= 1",
+                self.n_trials,
+            ),
+            (self.timeout is None or self.timeout > 0, "--timeout must be > 0", self.timeout),
+            (
+                self.trial_timeout is None or self.trial_timeout > 0,
+                "--trial-timeout must be > 0",
+                self.trial_timeout,
+            ),
+            (self.n_jobs >= 1, "--n-jobs must be >= 1", self.n_jobs),
+            (self.heartbeat >= 1, "--heartbeat must be >= 1", self.heartbeat),
+            (
+                self.max_output_bytes >= 1024,
+                "--max-output-bytes must be >= 1024",
+                self.max_output_bytes,
+            ),
+        ]
+        for ok, rule, value in checks:
+            if not ok:
+                raise MttuneError(f"{rule}, got {value!r}.")
+        if self.n_trials is None and self.timeout is None:
+            raise MttuneError("give --n-trials or --timeout (or both); got neither.")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run did, for the final report."""
+
+    study_name: str
+    storage: str
+    counts: StudyCounts
+    ran: int
+    elapsed: float
+    best: FrozenTrial | None
+    direction: str
+    interrupted: bool = False
+    recovered: list[int] = dataclasses.field(default_factory=list)
+
+
+def create_or_resume_study(
+    storage_url: str,
+    study_name: str,
+    space: SearchSpace,
+    sampler: optuna.samplers.BaseSampler | None,
+    pruner: optuna.pruners.BasePruner | None,
+    *,
+    heartbeat: int = 10,
+) -> optuna.Study:
+    """Open the study (creating it if new) and check it matches the space's direction.
+
+    Raises:
+        MttuneError: if an existing study of that name optimises in the other direction or
+            was made with another search space.
+    """
+    storage = open_storage(
+        storage_url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat + 5
+    )
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=space.objective.direction,
+        load_if_exists=True,
+    )
+    if study._is_multi_objective():
+        raise MttuneError(
+            f"study {study_name!r} is multi-objective; mttune run tunes one objective."
+        )
+    if study.direction.name.lower() != space.objective.direction:
+        raise MttuneError(
+            f"study {study_name!r} in {storage_url} {study.direction.name.lower()}s, but the "
+            f"space says '{space.objective.direction}'. Use another --study name or fix the "
+            "space's objective.direction."
+        )
+    recorded = study.user_attrs.get("mttune:space_hash")
+    if recorded is None:
+        study.set_user_attr("mttune:space_hash", space.hash)
+        study.set_user_attr("mttune:space", space.to_dict())
+        study.set_user_attr("mttune:objective", space.objective.name)
+    elif recorded != space.hash:
+        old = study.user_attrs.get("mttune:space")
+        diff = ""
+        if isinstance(old, dict):
+            try:
+                diff = "; ".join(SearchSpace.from_dict(old).diff(space)[:5])
+            except MttuneError:
+                diff = ""
+        raise MttuneError(
+            f"study {study_name!r} was tuned with another search space (hash {recorded}, now "
+            f"{space.hash}){': ' + diff if diff else ''}. Use a new --study name for the new "
+            "space."
+        )
+    return study
+
+
+def run_study(
+    study: optuna.Study,
+    script: ScriptSpec,
+    space: SearchSpace,
+    options: RunOptions,
+    *,
+    progress: Progress | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> RunSummary:
+    """Run trials of ``script`` in ``study`` until ``options`` says stop.
+
+    Interrupted trials of earlier runs are re-queued first. Ctrl-C stops the run cleanly:
+    the running trials are killed, marked ``interrupted`` and re-run by the next run.
+    """
+    progress = progress or NullProgress()
+    fail_dead_local_trials(study)
+    recovered = recover_interrupted(study)
+    start_counts = count_trials(study.get_trials(deepcopy=False))
+    remaining = None if options.n_trials is None else max(0, options.n_trials - start_counts.done)
+    started = time.monotonic()
+    stop_event = threading.Event()
+    lock = threading.Lock()
+
+    def objective(trial: optuna.Trial) -> float:
+        if stop_event.is_set():
+            trial.set_user_attr("interrupted", True)
+            raise TrialFailed("the run is stopping")
+        trial.set_user_attr("runner", runner_attr())
+        params = space.suggest(trial)
+        seed = trial_seed(options.seed, trial.number)
+        trial.set_user_attr("seed", seed)
+
+        def on_report(step: int, value: float) -> bool:
+            if step < 0:
+                return False
+            trial.report(value, step)
+            return trial.should_prune()
+
+        try:
+            outcome = run_script(
+                script,
+                params,
+                seed=seed,
+                env={
+                    "MTTUNE_TRIAL_NUMBER": str(trial.number),
+                    "MTTUNE_STUDY": study.study_name,
+                },
+                timeout=options.trial_timeout,
+                on_report=on_report,
+                max_output_bytes=options.max_output_bytes,
+                cancel=stop_event,
+            )
+        except BaseException:
+            trial.set_user_attr("interrupted", True)
+            raise
+        if stop_event.is_set():
+            trial.set_user_attr("interrupted", True)
+            raise TrialFailed("the run was stopped")
+        for key, value in outcome_attrs(outcome).items():
+            trial.set_user_attr(key, value)
+        if outcome.state == "complete":
+            assert outcome.value is not None
+            return outcome.value
+        if outcome.state == "pruned":
+            raise optuna.TrialPruned(outcome.reason)
+        raise TrialFailed(outcome.reason)
+
+    def after_trial(study_: optuna.Study, frozen: FrozenTrial) -> None:
+        with lock:
+            trials = study_.get_trials(deepcopy=False)
+            counts = count_trials(trials)
+            progress.trial_finished(frozen, counts, _best(study_, trials))
+            if on_trial is not None:
+                on_trial(frozen)
+            fail_dead_local_trials(study_)
+            recover_interrupted(study_)
+            if options.n_trials is not None and counts.done >= options.n_trials:
+                study_.stop()
+
+    progress.start(study, start_counts, options.n_trials, options.timeout)
+    interrupted = False
+    restore = _install_stop_handlers(stop_event)
+    try:
+        if remaining != 0:
+            study.optimize(
+                objective,
+                # Retries of interrupted trials do not count towards the target: allow them.
+                n_trials=None if remaining is None else remaining + len(recovered),
+                timeout=options.timeout,
+                n_jobs=options.n_jobs,
+                catch=(TrialFailed,),
+                callbacks=[after_trial],
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        stop_event.set()
+    finally:
+        restore()
+        progress.stop()
+    trials = study.get_trials(deepcopy=False)
+    counts = count_trials(trials)
+    return RunSummary(
+        study_name=study.study_name,
+        storage=_storage_label(study),
+        counts=counts,
+        ran=counts.done - start_counts.done,
+        elapsed=time.monotonic() - started,
+        best=_best(study, trials),
+        direction=study.direction.name.lower(),
+        interrupted=interrupted,
+        recovered=recovered,
+    )
+
+
+def _install_stop_handlers(stop_event: threading.Event) -> Callable[[], None]:
+    """On SIGINT/SIGTERM: tell every trial thread to stop now, then interrupt the main thread.
+
+    Trials run in their own process sessions, so a terminal Ctrl-C reaches only this process;
+    the event makes the worker threads kill their scripts at once instead of finishing them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        stop_event.set()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+def _best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    return min(complete, key=lambda t: (sign * t.value, t.number))
+
+
+def _storage_label(study: optuna.Study) -> str:
+    storage: Any = study._storage
+    inner = getattr(storage, "_backend", storage)
+    url = getattr(inner, "url", None)
+    return str(url) if url else type(inner).__name__

@@ -1,0 +1,211 @@
+"""What both runners (Optuna, Ray) share: samplers, pruners, trial bookkeeping and resume.
+
+Trial attributes written by mttune (``trial.user_attrs``):
+
+``seed``
+    The ``MTTUNE_SEED`` the script got.
+``metrics``
+    Every final metric the script reported.
+``duration_s``, ``exit_code``
+    Wall-clock seconds and exit status of the script process.
+``fail_reason``, ``stderr_tail``
+    For FAILED trials: one line saying why, and the end of the script's stderr.
+``prune_reason``
+    For PRUNED trials.
+``interrupted``
+    The runner was stopped (Ctrl-C, SIGTERM) while this trial ran; it is re-run on resume.
+``retry_of``
+    This trial re-runs the interrupted trial of that number.
+``runner``
+    ``{"host": ..., "pid": ...}`` of the process that ran the trial: a RUNNING trial whose runner
+    process is gone from this host is recovered at once, without waiting for its heartbeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner._errors import MttuneError
+from tuner.runners._protocol import TrialOutcome
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "StudyCounts",
+    "count_trials",
+    "fail_dead_local_trials",
+    "is_interrupted",
+    "make_pruner",
+    "make_sampler",
+    "outcome_attrs",
+    "recover_interrupted",
+    "runner_attr",
+    "trial_seed",
+]
+
+SAMPLERS = ("tpe", "random", "gp", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """Build one of Optuna's samplers by its CLI name."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise MttuneError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}.")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """Build one of Optuna's pruners by its CLI name."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise MttuneError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}.")
+
+
+def trial_seed(base_seed: int | None, number: int) -> int:
+    """The seed a trial's script gets: reproducible from ``base_seed`` and the trial number."""
+    base = 0 if base_seed is None else base_seed
+    return (base * 1_000_003 + number * 7919 + 17) % (2**31 - 1)
+
+
+def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
+    """The user attributes that record a script outcome on its trial."""
+    attrs: dict[str, Any] = {
+        "duration_s": round(outcome.duration, 3),
+        "exit_code": outcome.exit_code,
+    }
+    metrics = {k: v for k, v in outcome.metrics.items() if _json_safe(v)}
+    if metrics:
+        attrs["metrics"] = metrics
+    if outcome.state == "failed":
+        attrs["fail_reason"] = outcome.reason
+        attrs["stderr_tail"] = outcome.stderr_tail[-2000:]
+    elif outcome.state == "pruned":
+        attrs["prune_reason"] = outcome.reason
+    return attrs
+
+
+def _json_safe(v: Any) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, str | int | bool) or v is None
+
+
+def is_interrupted(trial: FrozenTrial) -> bool:
+    """A FAILED trial that did not fail on its own: its runner was stopped or died."""
+    if trial.state != TrialState.FAIL:
+        return False
+    return bool(trial.user_attrs.get("interrupted")) or "fail_reason" not in trial.user_attrs
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyCounts:
+    """Trial counts of a study, as ``mttune run`` sees them."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def done(self) -> int:
+        """Trials that count towards ``--n-trials`` (interrupted ones are re-run instead)."""
+        return self.complete + self.pruned + self.failed
+
+
+def count_trials(trials: Iterable[FrozenTrial]) -> StudyCounts:
+    """Count trials by state, telling interrupted failures from real ones."""
+    c = dict(complete=0, pruned=0, failed=0, interrupted=0, running=0, waiting=0)
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            c["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            c["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            c["interrupted" if is_interrupted(t) else "failed"] += 1
+        elif t.state == TrialState.RUNNING:
+            c["running"] += 1
+        elif t.state == TrialState.WAITING:
+            c["waiting"] += 1
+    return StudyCounts(**c)
+
+
+def recover_interrupted(
+    study: optuna.Study, on_retry: Callable[[FrozenTrial], None] | None = None
+) -> list[int]:
+    """Enqueue a re-run of every interrupted trial that has none yet.
+
+    Returns:
+        The numbers of the trials that were re-queued.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    queued: list[int] = []
+    for t in trials:
+        if is_interrupted(t) and t.number not in retried and t.params:
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+            queued.append(t.number)
+            if on_retry is not None:
+                on_retry(t)
+    return queued
+
+
+def runner_attr() -> dict[str, Any]:
+    """Who runs a trial: recorded so that a dead runner's trials can be recovered at once."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials whose runner process on this host has died as interrupted FAILs.
+
+    Trials of runners on other hosts are left to Optuna's heartbeat check.
+
+    Returns:
+        The numbers of the trials marked.
+    """
+    host = socket.gethostname()
+    marked: list[int] = []
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        runner = t.user_attrs.get("runner")
+        if not isinstance(runner, dict) or runner.get("host") != host:
+            continue
+        pid = runner.get("pid")
+        if not isinstance(pid, int) or pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        marked.append(t.number)
+    return marked

@@ -1,0 +1,215 @@
+"""Encoding of configs to the unit hypercube and back.
+
+Every model in mttune sees a config as a point of ``[0, 1]^D``:
+
+* ``float``: ``(v - low) / (high - low)``, on ``log`` values for log-scale parameters.
+* ``int`` and stepped ``float``: the grid of ``n`` values is mapped to the centres of ``n``
+  equal cells, ``u = (k + 0.5) / n``, so a uniform ``u`` gives a uniform grid value. Log-scale
+  ints map ``[low - 0.5, high + 0.5]`` on a log axis (as Optuna does).
+* ``categorical``: one-hot over the choices (``k`` dimensions).
+* An inactive conditional parameter encodes as ``0.5`` (numeric) or all-zero (categorical).
+
+Decoding clips to ``[0, 1]``, snaps to the grid (ints, steps) and takes the arg-max of a one-hot
+block, so *any* point of the cube decodes to a valid config, and ``decode(encode(c)) == c``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from tuner.space._schema import SearchSpace
+
+__all__ = ["Encoder"]
+
+_INACTIVE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    name: str
+    start: int
+    width: int
+    dist: BaseDistribution
+
+
+class Encoder:
+    """Maps configs of a :class:`SearchSpace` to ``[0, 1]^D`` and back.
+
+    Args:
+        space: The search space to encode.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        blocks: list[_Block] = []
+        start = 0
+        for p in space:
+            width = (
+                len(p.distribution.choices)
+                if isinstance(p.distribution, CategoricalDistribution)
+                else 1
+            )
+            blocks.append(_Block(p.name, start, width, p.distribution))
+            start += width
+        self._blocks = blocks
+        self.dim = start
+
+    @property
+    def dim_names(self) -> list[str]:
+        """A label per encoded dimension (``name`` or ``name=choice``)."""
+        out: list[str] = []
+        for b in self._blocks:
+            if isinstance(b.dist, CategoricalDistribution):
+                out.extend(f"{b.name}={c}" for c in b.dist.choices)
+            else:
+                out.append(b.name)
+        return out
+
+    def param_slices(self) -> dict[str, slice]:
+        """The columns each parameter occupies in the encoding."""
+        return {b.name: slice(b.start, b.start + b.width) for b in self._blocks}
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """Encode one config (inactive or missing conditional params get the neutral value)."""
+        return self.encode_many([config])[0]
+
+    def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode configs into an ``(n, D)`` float64 array.
+
+        Raises:
+            ValueError: if an active parameter is missing or a value is outside the space.
+        """
+        out = np.empty((len(configs), self.dim), dtype=np.float64)
+        for i, config in enumerate(configs):
+            active = set(self.space.active_params(config))
+            for b in self._blocks:
+                cols = slice(b.start, b.start + b.width)
+                if b.name not in active:
+                    out[i, cols] = (
+                        0.0 if isinstance(b.dist, CategoricalDistribution) else _INACTIVE
+                    )
+                    continue
+                if b.name not in config:
+                    raise ValueError(f"config {dict(config)!r} lacks active parameter '{b.name}'")
+                out[i, cols] = _encode_value(b.dist, config[b.name], b.name)
+        return out
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, u: np.ndarray) -> dict[str, Any]:
+        """Decode one point of the cube into a valid config of the space."""
+        return self.decode_many(np.asarray(u, dtype=np.float64).reshape(1, -1))[0]
+
+    def decode_many(self, u: np.ndarray) -> list[dict[str, Any]]:
+        """Decode an ``(n, D)`` array into configs (plain Python values, active params only)."""
+        columns, active = self.decode_columns(u)
+        n = np.asarray(u).shape[0]
+        names = [b.name for b in self._blocks]
+        configs: list[dict[str, Any]] = [{} for _ in range(n)]
+        for name in names:
+            col, mask = columns[name], active[name]
+            for i in np.flatnonzero(mask):
+                configs[i][name] = col[i]
+        return configs
+
+    def decode_columns(self, u: np.ndarray) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
+        """Vectorised decode: per parameter, its values and an activity mask."""
+        u = np.asarray(u, dtype=np.float64)
+        if u.ndim != 2 or u.shape[1] != self.dim:
+            raise ValueError(f"expected an array of shape (n, {self.dim}), got {u.shape}")
+        u = np.clip(np.nan_to_num(u, nan=0.5), 0.0, 1.0)
+        values: dict[str, list[Any]] = {}
+        active: dict[str, np.ndarray] = {}
+        for p, b in zip(self.space, self._blocks, strict=True):
+            block = u[:, b.start : b.start + b.width]
+            values[b.name] = _decode_block(b.dist, block)
+            if p.condition is None:
+                active[b.name] = np.ones(len(u), dtype=bool)
+            else:
+                parent_vals = values[p.condition.parent]
+                ok = np.array([v in p.condition.values for v in parent_vals], dtype=bool)
+                active[b.name] = active[p.condition.parent] & ok
+        return values, active
+
+    def canonicalize(self, u: np.ndarray) -> np.ndarray:
+        """Snap points of the cube to the encodings of the configs they decode to."""
+        return self.encode_many(self.decode_many(u))
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` uniform random configs, returned canonicalised in the cube."""
+        return self.canonicalize(rng.random((n, self.dim)))
+
+
+def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray | float:
+    if isinstance(dist, CategoricalDistribution):
+        try:
+            idx = dist.to_internal_repr(value)
+        except ValueError:
+            raise ValueError(
+                f"'{name}'={value!r} is not one of the choices {list(dist.choices)!r}"
+            ) from None
+        onehot = np.zeros(len(dist.choices))
+        onehot[int(idx)] = 1.0
+        return onehot
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"'{name}'={value!r} is not a number")
+    v = float(value)
+    if not math.isfinite(v) or not dist._contains(v):
+        raise ValueError(f"'{name}'={value!r} is outside [{dist.low}, {dist.high}]")
+    low, high = float(dist.low), float(dist.high)
+    if high == low:
+        return 0.5
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            lo, hi = math.log(low - 0.5), math.log(high + 0.5)
+            return (math.log(v) - lo) / (hi - lo)
+        n = (dist.high - dist.low) // dist.step + 1
+        return (round((v - low) / dist.step) + 0.5) / n
+    if dist.step is not None:
+        n = round((high - low) / dist.step) + 1
+        return (round((v - low) / dist.step) + 0.5) / n
+    if dist.log:
+        return (math.log(v) - math.log(low)) / (math.log(high) - math.log(low))
+    return (v - low) / (high - low)
+
+
+def _decode_block(dist: BaseDistribution, block: np.ndarray) -> list[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        idx = np.argmax(block, axis=1)
+        return [dist.choices[i] for i in idx]
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    u = block[:, 0]
+    low, high = float(dist.low), float(dist.high)
+    if high == low:
+        return [dist.low] * len(u)
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            lo, hi = math.log(low - 0.5), math.log(high + 0.5)
+            v = np.clip(np.round(np.exp(lo + u * (hi - lo))), dist.low, dist.high)
+            return [int(x) for x in v]
+        n = (dist.high - dist.low) // dist.step + 1
+        k = np.clip(np.floor(u * n), 0, n - 1).astype(np.int64)
+        return [int(dist.low + int(x) * dist.step) for x in k]
+    if dist.step is not None:
+        n = round((high - low) / dist.step) + 1
+        k = np.clip(np.floor(u * n), 0, n - 1)
+        v = np.clip(low + k * dist.step, low, high)
+        digits = max(0, -math.floor(math.log10(dist.step)) + 6)
+        return [float(round(x, digits)) for x in v]
+    if dist.log:
+        v = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        v = low + u * (high - low)
+    return [float(x) for x in np.clip(v, low, high)]

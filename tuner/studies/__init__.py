@@ -1,0 +1,23 @@
+"""Stage 2: past and present studies in Optuna storages (opening, read-only access, lookup)."""
+
+from tuner.studies._storage import (
+    DEFAULT_STUDIES_DIR,
+    StorageError,
+    StudyNotFoundError,
+    default_storage_url,
+    load_study,
+    normalize_url,
+    open_storage,
+    sqlite_path,
+)
+
+__all__ = [
+    "DEFAULT_STUDIES_DIR",
+    "StorageError",
+    "StudyNotFoundError",
+    "default_storage_url",
+    "load_study",
+    "normalize_url",
+    "open_storage",
+    "sqlite_path",
+]

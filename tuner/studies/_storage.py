@@ -1,0 +1,273 @@
+"""Opening Optuna storages: for running studies (read-write) and for reading them (read-only).
+
+Accepted locations:
+
+* any SQLAlchemy URL Optuna accepts (``sqlite:///studies/x.db``, ``postgresql://...``);
+* a plain path to a SQLite file (``studies/x.db``), taken as ``sqlite:///<path>``;
+* a path ending in ``.log`` or ``.jsonl``: an Optuna journal file (``JournalFileBackend``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sqlite3
+import tempfile
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from tuner._errors import MttuneError
+
+__all__ = [
+    "DEFAULT_STUDIES_DIR",
+    "StorageError",
+    "StudyNotFoundError",
+    "default_storage_url",
+    "load_study",
+    "normalize_url",
+    "open_storage",
+    "sqlite_path",
+]
+
+DEFAULT_STUDIES_DIR = Path("studies")
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+
+
+class StorageError(MttuneError):
+    """A storage location is missing, unreadable, not an Optuna storage, or not writable."""
+
+
+class StudyNotFoundError(MttuneError, KeyError):
+    """The storage has no study of the requested name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def default_storage_url(study_name: str, directory: Path = DEFAULT_STUDIES_DIR) -> str:
+    """``sqlite:///studies/<study>.db``: where ``mttune run`` keeps a study by default."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
+    return f"sqlite:///{directory / safe}.db"
+
+
+def normalize_url(location: str) -> str:
+    """Turn a bare SQLite path into a URL; leave URLs and journal paths alone."""
+    if "://" in location or location.endswith(_JOURNAL_SUFFIXES):
+        return location
+    return f"sqlite:///{location}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` URL, else ``None``."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url[len("sqlite:///") :]
+    if rest.startswith("file:"):
+        rest = rest[len("file:") :].split("?", 1)[0]
+    return Path(rest.split("?", 1)[0]) if rest not in ("", ":memory:") else None
+
+
+@dataclasses.dataclass
+class _Opened:
+    storage: BaseStorage
+    cleanup: list[Path]
+
+
+def open_storage(
+    location: str,
+    *,
+    read_only: bool = False,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_trial_callback=None,
+) -> BaseStorage:
+    """Open an Optuna storage.
+
+    Args:
+        location: URL, SQLite path or journal-file path (see the module docstring).
+        read_only: Never create, migrate or write anything. SQLite files are opened with
+            ``mode=ro``; a database from an older Optuna schema is upgraded in a temporary
+            copy, never in place.
+        heartbeat_interval: Seconds between trial heartbeats (RDB, read-write only). Enables
+            recovery of trials whose runner died.
+        grace_period: Seconds without heartbeat after which a RUNNING trial counts as dead.
+        stale_trial_callback: Called by Optuna with each trial found dead.
+
+    Raises:
+        StorageError: with the location and what to do about it.
+    """
+    url = normalize_url(location)
+    if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
+        return _open_journal(Path(url), read_only=read_only)
+    db = sqlite_path(url)
+    if db is not None:
+        return _open_sqlite(
+            db,
+            read_only=read_only,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            stale_trial_callback=stale_trial_callback,
+        )
+    try:
+        if read_only:
+            return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=stale_trial_callback,
+            )
+    except Exception as e:  # SQLAlchemy raises many types; all mean "cannot use it"
+        raise StorageError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _check_sqlite_file(db: Path) -> None:
+    """Fail clearly on a path that is not an SQLite database with Optuna tables."""
+    if not db.exists():
+        raise StorageError(
+            f"{db}: no such study database. Check the path, or list studies with "
+            "'mttune review <storage>'."
+        )
+    if db.is_dir():
+        raise StorageError(f"{db}: is a directory, not an SQLite database file.")
+    try:
+        with open(db, "rb") as f:
+            header = f.read(16)
+    except OSError as e:
+        raise StorageError(f"{db}: cannot read: {e.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise StorageError(f"{db}: not an SQLite database (wrong file header).")
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"{db}: not a readable SQLite database: {e}") from None
+    if "studies" not in tables or "trials" not in tables:
+        raise StorageError(
+            f"{db}: an SQLite database but not an Optuna storage (no 'studies'/'trials' tables)."
+        )
+
+
+def _open_sqlite(
+    db: Path,
+    *,
+    read_only: bool,
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+    stale_trial_callback,
+) -> BaseStorage:
+    engine_kwargs = {"connect_args": {"timeout": 120}}
+    if read_only:
+        _check_sqlite_file(db)
+        uri = f"sqlite:///file:{db.resolve()}?mode=ro&uri=true"
+        try:
+            return RDBStorage(uri, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        except RuntimeError as e:
+            if "upgrade" not in str(e):
+                raise StorageError(f"{db}: cannot read: {_first_line(e)}") from None
+            return _open_upgraded_copy(db)
+        except Exception as e:
+            raise StorageError(f"{db}: cannot read: {_first_line(e)}") from None
+    if db.exists():
+        _check_sqlite_file(db)
+        if not os.access(db, os.W_OK):
+            raise StorageError(
+                f"{db}: the study database is read-only. Make it writable (chmod u+w), or "
+                "copy it and pass the copy with --storage."
+            )
+    else:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"{db}: cannot create its folder: {e.strerror}") from None
+    try:
+        # WAL lets readers (review, dashboards, a second runner) work while trials are written.
+        with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+        return RDBStorage(
+            f"sqlite:///{db}",
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
+        )
+    except Exception as e:
+        msg = _first_line(e)
+        hint = ""
+        if "disk" in msg.lower() or "full" in msg.lower():
+            hint = " The disk looks full: free space or use another --storage."
+        elif "readonly" in msg.lower() or "read-only" in msg.lower():
+            hint = " The database or its folder is read-only."
+        raise StorageError(
+            f"{db}: cannot open the study database for writing: {msg}.{hint}"
+        ) from None
+
+
+def _open_upgraded_copy(db: Path) -> BaseStorage:
+    """Read a database of an older Optuna schema through an upgraded temporary copy."""
+    tmp = Path(tempfile.mkdtemp(prefix="mttune-review-"))
+    copy = tmp / db.name
+    shutil.copy2(db, copy)
+    os.chmod(copy, 0o600)
+    try:
+        storage = RDBStorage(f"sqlite:///{copy}", skip_compatibility_check=True)
+        storage.upgrade()
+        return RDBStorage(f"sqlite:///{copy}")
+    except Exception as e:
+        raise StorageError(
+            f"{db}: written by an older Optuna whose schema could not be upgraded in a "
+            f"temporary copy: {_first_line(e)}"
+        ) from None
+
+
+def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
+    if read_only:
+        if not path.is_file():
+            raise StorageError(f"{path}: no such journal file.")
+        # The journal backend takes a lock file beside the log; read through a private copy.
+        tmp = Path(tempfile.mkdtemp(prefix="mttune-review-")) / path.name
+        shutil.copy2(path, tmp)
+        path = tmp
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except Exception as e:
+        raise StorageError(f"{path}: not a readable Optuna journal: {_first_line(e)}") from None
+
+
+def load_study(storage: BaseStorage, study_name: str | None) -> optuna.Study:
+    """Load one study; without a name, the storage's only study.
+
+    Raises:
+        StudyNotFoundError: naming the studies that do exist.
+    """
+    names = [s.study_name for s in storage.get_all_studies()]
+    if study_name is None:
+        if len(names) == 1:
+            study_name = names[0]
+        else:
+            raise StudyNotFoundError(
+                f"the storage holds {len(names)} studies ({', '.join(names[:10]) or 'none'}); "
+                "choose one with --study NAME."
+            )
+    if study_name not in names:
+        raise StudyNotFoundError(
+            f"no study named {study_name!r} in this storage; it has: "
+            f"{', '.join(names[:20]) or 'no studies'}."
+        )
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=None)
