@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
@@ -26,3 +27,10 @@ def yahpo_dir() -> Path:
             "rbv2_xgboost/ and lcbench/)"
         )
     return YAHPO
+
+
+# Property tests are derandomised so that CI is reproducible; explore new examples locally
+# with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("default", derandomize=True, deadline=None, max_examples=200)
+settings.register_profile("explore", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

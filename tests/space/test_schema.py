@@ -74,6 +74,7 @@ def _space(params: str, objective: str = "{name: loss}") -> str:
         (_space("x: {type: int, low: -3, high: 5, log: true}"), "log scale needs low > 0"),
         (_space("x: {type: categorical, choices: []}"), "non-empty list"),
         (_space("x: {type: categorical, choices: [a, a]}"), "duplicates"),
+        (_space("x: {type: categorical, choices: [1, true]}"), "are equal in Python"),
         (
             _space("x: {type: float, low: 0, high: 1}\nx: {type: int, low: 0, high: 3}"),
             "duplicate key 'x'",

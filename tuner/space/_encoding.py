@@ -151,6 +151,14 @@ class Encoder:
         return self.canonicalize(rng.random((n, self.dim)))
 
 
+def _degenerate(dist: FloatDistribution | IntDistribution) -> bool:
+    """A single-value range (possibly up to float rounding): it encodes to the centre."""
+    low, high = float(dist.low), float(dist.high)
+    if dist.log and not isinstance(dist, IntDistribution):
+        return math.log(high) - math.log(low) <= 0.0
+    return high <= low
+
+
 def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray | float:
     if isinstance(dist, CategoricalDistribution):
         try:
@@ -169,7 +177,7 @@ def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray |
     if not math.isfinite(v) or not dist._contains(v):
         raise ValueError(f"'{name}'={value!r} is outside [{dist.low}, {dist.high}]")
     low, high = float(dist.low), float(dist.high)
-    if high == low:
+    if _degenerate(dist):
         return 0.5
     if isinstance(dist, IntDistribution):
         if dist.log:
@@ -192,7 +200,7 @@ def _decode_block(dist: BaseDistribution, block: np.ndarray) -> list[Any]:
     assert isinstance(dist, FloatDistribution | IntDistribution)
     u = block[:, 0]
     low, high = float(dist.low), float(dist.high)
-    if high == low:
+    if _degenerate(dist):
         return [dist.low] * len(u)
     if isinstance(dist, IntDistribution):
         if dist.log:

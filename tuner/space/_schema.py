@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -421,9 +422,13 @@ def _parse_param(name: str, spec: Any, earlier: Mapping[str, Param], source: str
                 )
             if isinstance(c, float) and not math.isfinite(c):
                 raise SpaceError(f"{where}: choice {c!r} must be finite.")
-        keys = [(type(c).__name__, c) for c in choices]
-        if len(set(keys)) != len(keys):
-            raise SpaceError(f"{where}: 'choices' has duplicates: {list(choices)!r}.")
+        for i, a in enumerate(choices):
+            for b in choices[:i]:
+                if a == b:  # also 1 == 1.0 == True: Optuna could not tell them apart
+                    raise SpaceError(
+                        f"{where}: 'choices' has duplicates ({b!r} and {a!r} are equal in "
+                        f"Python and Optuna): {list(choices)!r}. Use distinct values."
+                    )
         dist = CategoricalDistribution(list(choices))
     elif kind in ("float", "int"):
         if "choices" in spec:
@@ -471,6 +476,8 @@ def _parse_param(name: str, spec: Any, earlier: Mapping[str, Param], source: str
                         f"{where}: high - low ({high - low!r}) must be a multiple of "
                         f"step ({step!r})."
                     )
+                # Snap high to the exact grid so float noise (0.1 * 3) is not a mismatch.
+                high = float(Decimal(str(low)) + round(n) * Decimal(str(step)))
             dist = FloatDistribution(float(low), float(high), log=log, step=step)
     else:
         raise SpaceError(
