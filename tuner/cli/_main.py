@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.text import Text
 
 from tuner._errors import MttuneError
-from tuner.cli import _run
+from tuner.cli import _prior, _run
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -31,12 +32,14 @@ _EPILOG = """\
 examples:
   mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 20
   mttune run train.sh --space space.yaml --storage postgresql://user@host/db --n-jobs 4
+  mttune meta-train --space search_spaces/mlp.yaml --from 'studies/past/*.db' -o p.safetensors
+  mttune prior show studies/mlp.prior.safetensors
   mttune review studies/mlp-digits.db
 
 exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted.
 """
 
-_COMMANDS = [_run]
+_COMMANDS = [_run, _prior]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mttune`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # mttune relies on Optuna's heartbeat on purpose; its "experimental" notices are noise here.
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     err = Console(stderr=True, highlight=False)
     try:
         return int(args.handler(args))

@@ -19,6 +19,7 @@ from tuner.runners._study import (
     StudyCounts,
     count_trials,
     fail_dead_local_trials,
+    fail_orphaned_trials,
     outcome_attrs,
     recover_interrupted,
     runner_attr,
@@ -174,6 +175,7 @@ def run_study(
     """
     progress = progress or NullProgress()
     fail_dead_local_trials(study)
+    fail_orphaned_trials(study, grace_period=2 * options.heartbeat + 5, log=progress.message)
     recovered = recover_interrupted(study)
     start_counts = count_trials(study.get_trials(deepcopy=False))
     remaining = None if options.n_trials is None else max(0, options.n_trials - start_counts.done)

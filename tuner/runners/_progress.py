@@ -45,6 +45,9 @@ class Progress(Protocol):
     def stop(self) -> None:
         """The run ended (normally or not)."""
 
+    def message(self, text: str) -> None:
+        """A one-off notice for the user."""
+
 
 class NullProgress:
     """Reports nothing."""
@@ -56,6 +59,9 @@ class NullProgress:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def message(self, text: str) -> None:
         pass
 
 
@@ -119,6 +125,9 @@ class RichProgress:
             self._bar.stop()
             self._bar = None
 
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
 
 class LineProgress:
     """One plain line per finished trial (for logs and non-terminal output)."""
@@ -147,6 +156,9 @@ class LineProgress:
 
     def stop(self) -> None:
         pass
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
 
 
 def _states(counts: StudyCounts) -> str:

@@ -27,6 +27,8 @@ import dataclasses
 import math
 import os
 import socket
+import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,6 +48,7 @@ __all__ = [
     "make_pruner",
     "make_sampler",
     "outcome_attrs",
+    "fail_orphaned_trials",
     "recover_interrupted",
     "runner_attr",
     "trial_seed",
@@ -209,3 +212,40 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
             continue  # another process got there first
         marked.append(t.number)
     return marked
+
+
+def fail_orphaned_trials(
+    study: optuna.Study, grace_period: float, log: Callable[[str], None] | None = None
+) -> list[int]:
+    """Recover RUNNING trials left by a runner killed before it could tag them.
+
+    A trial whose runner died between its creation and its first line of bookkeeping has no
+    ``runner`` attribute; only its heartbeat tells whether it is alive. Such trials are
+    failed (and so re-run) once their heartbeat is older than ``grace_period``: this waits
+    at most that long, and only when such trials exist.
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    from optuna.storages import fail_stale_trials
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    def orphans() -> list[FrozenTrial]:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t for t in running if "runner" not in t.user_attrs]
+
+    if not is_heartbeat_enabled(study._storage) or not orphans():
+        return []
+    before = {t.number for t in orphans()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
+        if orphans():
+            if log is not None:
+                log(f"waiting up to {grace_period:.0f}s for {len(orphans())} trial(s) of a "
+                    "stopped run to miss their heartbeat")
+            deadline = time.monotonic() + grace_period + 1.0
+            while orphans() and time.monotonic() < deadline:
+                time.sleep(min(1.0, grace_period / 4))
+                fail_stale_trials(study)
+    return sorted(before - {t.number for t in orphans()})
