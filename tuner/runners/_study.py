@@ -44,11 +44,11 @@ __all__ = [
     "StudyCounts",
     "count_trials",
     "fail_dead_local_trials",
+    "fail_orphaned_trials",
     "is_interrupted",
     "make_pruner",
     "make_sampler",
     "outcome_attrs",
-    "fail_orphaned_trials",
     "recover_interrupted",
     "runner_attr",
     "trial_seed",
@@ -242,8 +242,10 @@ def fail_orphaned_trials(
         fail_stale_trials(study)
         if orphans():
             if log is not None:
-                log(f"waiting up to {grace_period:.0f}s for {len(orphans())} trial(s) of a "
-                    "stopped run to miss their heartbeat")
+                log(
+                    f"waiting up to {grace_period:.0f}s for {len(orphans())} trial(s) of a "
+                    "stopped run to miss their heartbeat"
+                )
             deadline = time.monotonic() + grace_period + 1.0
             while orphans() and time.monotonic() < deadline:
                 time.sleep(min(1.0, grace_period / 4))

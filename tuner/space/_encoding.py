@@ -146,6 +146,11 @@ class Encoder:
         """Snap points of the cube to the encodings of the configs they decode to."""
         return self.encode_many(self.decode_many(u))
 
+    def random_value(self, name: str, rng: np.random.Generator) -> Any:
+        """A uniformly drawn value of one parameter (in its encoded scale)."""
+        block = next(b for b in self._blocks if b.name == name)
+        return _decode_block(block.dist, rng.random((1, block.width)))[0]
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` uniform random configs, returned canonicalised in the cube."""
         return self.canonicalize(rng.random((n, self.dim)))

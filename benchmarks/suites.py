@@ -1,0 +1,233 @@
+"""Benchmark suites: tasks with a search space and a vectorised objective.
+
+* ``yahpo:<scenario>``: YAHPO Gym ONNX surrogates (``rbv2_xgboost``, ``lcbench``) read from a
+  data folder the user gives (e.g. ``../shared/data/yahpo``), evaluated with onnxruntime at
+  full fidelity, as ``SOURCE.md`` there describes.
+* ``table:<folder>``: a generic tabular suite anyone can fill: ``<folder>/space.yaml`` and one
+  CSV per task (``<task>.csv``: a column per parameter, the objective column named as in the
+  space, optionally a ``seed`` column for repeated measurements). A config is evaluated by
+  the recorded objective of the nearest recorded config (encoded-space distance; repeats of
+  that config are averaged, or one is drawn per evaluation seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.space import Encoder, SearchSpace, load_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Suite:
+    """A set of tasks over one space. ``evaluate`` returns the raw objective per config."""
+
+    name: str
+    space: SearchSpace
+    tasks: list[str]
+
+    def evaluate(self, task: str, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        raise NotImplementedError
+
+
+_YAHPO = {
+    "rbv2_xgboost": dict(
+        cont=[
+            "nrounds",
+            "eta",
+            "gamma",
+            "lambda",
+            "alpha",
+            "subsample",
+            "max_depth",
+            "min_child_weight",
+            "colsample_bytree",
+            "colsample_bylevel",
+            "rate_drop",
+            "skip_drop",
+            "trainsize",
+            "repl",
+        ],
+        cat=["task_id", "booster", "num.impute.selected.cpo"],
+        outputs=[
+            "acc",
+            "bac",
+            "auc",
+            "brier",
+            "f1",
+            "logloss",
+            "timetrain",
+            "timepredict",
+            "memory",
+        ],
+        fidelity={"trainsize": 1.0, "repl": 10},
+        task_param="task_id",
+    ),
+    "lcbench": dict(
+        cont=[
+            "epoch",
+            "batch_size",
+            "learning_rate",
+            "momentum",
+            "weight_decay",
+            "num_layers",
+            "max_units",
+            "max_dropout",
+        ],
+        cat=["OpenML_task_id"],
+        outputs=[
+            "time",
+            "val_accuracy",
+            "val_cross_entropy",
+            "val_balanced_accuracy",
+            "test_cross_entropy",
+            "test_balanced_accuracy",
+        ],
+        fidelity={"epoch": 52},
+        task_param="OpenML_task_id",
+    ),
+}
+
+
+class YahpoSuite(Suite):
+    """A YAHPO Gym scenario evaluated through its ONNX surrogate."""
+
+    def __init__(self, scenario: str, data_dir: str | Path) -> None:
+        import onnxruntime as ort
+
+        if scenario not in _YAHPO:
+            raise ValueError(f"unknown YAHPO scenario {scenario!r}; have {sorted(_YAHPO)}")
+        folder = Path(data_dir) / scenario
+        model = folder / "model.onnx"
+        if not model.is_file():
+            raise FileNotFoundError(
+                f"{model} not found: pass --data pointing at the folder with YAHPO scenarios "
+                "(e.g. ../shared/data/yahpo)"
+            )
+        self.name = f"yahpo:{scenario}"
+        self.meta = _YAHPO[scenario]
+        self.space = load_space(REPO / "search_spaces" / f"{scenario}.yaml")
+        self.encoding = json.loads((folder / "encoding.json").read_text())
+        cs = json.loads((folder / "config_space.json").read_text())
+        task_hp = next(h for h in cs["hyperparameters"] if h["name"] == self.meta["task_param"])
+        self.tasks = [str(c) for c in task_hp["choices"]]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model), options)
+        self.out_index = self.meta["outputs"].index(self.space.objective.name)
+
+    def evaluate(self, task: str, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        n = len(configs)
+        cont = np.zeros((n, len(self.meta["cont"])), dtype=np.float32)
+        cat = np.zeros((n, len(self.meta["cat"])), dtype=np.int32)
+        for i, cfg in enumerate(configs):
+            full = {**cfg, **self.meta["fidelity"], self.meta["task_param"]: task}
+            for j, name in enumerate(self.meta["cont"]):
+                v = full.get(name)
+                cont[i, j] = 0.0 if v is None else float(v)
+            for j, name in enumerate(self.meta["cat"]):
+                v = full.get(name)
+                cat[i, j] = 0 if v is None else self.encoding[name][str(v)]
+        out = self.session.run(None, {"x_cat": cat, "x_cont": cont})[0]
+        return out[:, self.out_index].astype(np.float64)
+
+
+@dataclasses.dataclass
+class _Table:
+    x: np.ndarray
+    values: np.ndarray
+    groups: list[np.ndarray]
+
+
+class TableSuite(Suite):
+    """A tabular suite: ``space.yaml`` plus one CSV per task (see the module docstring)."""
+
+    def __init__(self, folder: str | Path, *, seed: int = 0) -> None:
+        folder = Path(folder)
+        self.name = f"table:{folder.name}"
+        self.space = load_space(folder / "space.yaml")
+        self.encoder = Encoder(self.space)
+        self.rng = np.random.default_rng(seed)
+        self.tables: dict[str, _Table] = {}
+        for path in sorted(folder.glob("*.csv")):
+            self.tables[path.stem] = self._read(path)
+        if not self.tables:
+            raise FileNotFoundError(f"{folder}: no <task>.csv files next to space.yaml")
+        self.tasks = list(self.tables)
+
+    def _read(self, path: Path) -> _Table:
+        objective = self.space.objective.name
+        configs, values = [], []
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                cfg = {}
+                for name, p in self.space.params.items():
+                    raw = row.get(name, "")
+                    if raw == "":
+                        continue
+                    cfg[name] = _parse_cell(raw, p.distribution)
+                configs.append({k: cfg[k] for k in self.space.active_params(cfg) if k in cfg})
+                values.append(float(row[objective]))
+        x = self.encoder.encode_many(configs)
+        # group repeated measurements of the same config
+        keys = {}
+        groups = []
+        for i, row in enumerate(np.round(x, 9)):
+            key = row.tobytes()
+            if key not in keys:
+                keys[key] = len(groups)
+                groups.append([])
+            groups[keys[key]].append(i)
+        ux = np.array([x[g[0]] for g in groups])
+        return _Table(ux, np.asarray(values), [np.array(g) for g in groups])
+
+    def evaluate(self, task: str, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        table = self.tables[task]
+        q = self.encoder.encode_many(list(configs))
+        d = ((q[:, None, :] - table.x[None]) ** 2).sum(-1)
+        nearest = d.argmin(axis=1)
+        out = np.empty(len(configs))
+        for i, g in enumerate(nearest):
+            rows = table.groups[g]
+            out[i] = (
+                table.values[self.rng.choice(rows)] if len(rows) > 1 else table.values[rows[0]]
+            )
+        return out
+
+    def best_value(self, task: str) -> float:
+        table = self.tables[task]
+        means = np.array([table.values[g].mean() for g in table.groups])
+        return float(means.min() if self.space.objective.direction == "minimize" else means.max())
+
+
+def _parse_cell(raw: str, dist) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        for c in dist.choices:
+            if str(c) == raw:
+                return c
+        raise ValueError(f"{raw!r} is not one of {dist.choices}")
+    if isinstance(dist, IntDistribution):
+        return int(float(raw))
+    return float(raw)
+
+
+def load_suite(spec: str, data: str | Path | None = None, *, seed: int = 0) -> Suite:
+    """``yahpo:<scenario>`` (needs ``data``) or ``table:<folder>``."""
+    kind, _, arg = spec.partition(":")
+    if kind == "yahpo":
+        if data is None:
+            raise ValueError("yahpo suites need --data (the folder with the YAHPO scenarios)")
+        return YahpoSuite(arg, data)
+    if kind == "table":
+        return TableSuite(arg, seed=seed)
+    raise ValueError(f"unknown suite {spec!r}: use yahpo:<scenario> or table:<folder>")

@@ -1,0 +1,171 @@
+"""Past studies in real SQLite storages -> meta-dataset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tuner.metadataset import MetaDatasetError, build_metadataset, expand_sources, rank_normalize
+from tuner.space import parse_space
+
+SPACE = parse_space(
+    """
+objective: {name: loss}
+params:
+  x: {type: float, low: 0, high: 1}
+  kind: {type: categorical, choices: [a, b]}
+  k: {type: int, low: 1, high: 5, condition: {param: kind, equals: b}}
+"""
+)
+
+
+def _objective(trial: optuna.Trial) -> float:
+    cfg = SPACE.suggest(trial)
+    return (cfg["x"] - 0.3) ** 2 + cfg.get("k", 0) * 0.01
+
+
+def _study(url: str, name: str, n: int = 12, direction: str = "minimize", seed: int = 0):
+    study = optuna.create_study(
+        study_name=name,
+        storage=url,
+        direction=direction,
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+    )
+    sign = 1 if direction == "minimize" else -1
+    study.optimize(lambda t: sign * _objective(t), n_trials=n)
+    return study
+
+
+@pytest.fixture
+def storage(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'past.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    _study(url, "min-a", seed=1)
+    _study(url, "max-b", direction="maximize", seed=2)
+    # another space: different parameter names
+    other = optuna.create_study(study_name="other-space", storage=url)
+    other.optimize(lambda t: t.suggest_float("lr", 1e-3, 1.0, log=True), n_trials=6)
+    # failed and pruned trials mixed in
+    mixed = optuna.create_study(study_name="mixed", storage=url)
+    for i in range(10):
+        t = mixed.ask()
+        SPACE.suggest(t)
+        if i % 3 == 0:
+            mixed.tell(t, state=optuna.trial.TrialState.FAIL)
+        elif i % 3 == 1:
+            mixed.tell(t, state=optuna.trial.TrialState.PRUNED)
+        else:
+            mixed.tell(t, 1.0 + i)
+    # out of bounds: same names, wider range
+    wide = optuna.create_study(study_name="wide", storage=url)
+    for i in range(12):
+        wide.enqueue_trial({"x": 0.25 * i, "kind": "a"})
+        wide.optimize(
+            lambda t: (
+                t.suggest_float("x", 0, 3) + 0 * len(t.suggest_categorical("kind", ["a", "b"]))
+            ),
+            n_trials=1,
+        )
+    mo = optuna.create_study(study_name="multi", storage=url, directions=["minimize"] * 2)
+    mo.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=5)
+    nan_study = optuna.create_study(study_name="few", storage=url)
+    nan_study.optimize(_objective, n_trials=3)
+    return url
+
+
+def test_extracts_usable_studies_and_explains_skips(storage):
+    ds = build_metadataset([storage], SPACE)
+    names = {t.study for t in ds.tasks}
+    assert names == {"min-a", "max-b", "wide"}  # wide keeps its in-bounds trials
+    report = ds.report
+    skipped = dict((n.split(":")[-1], r) for n, r in report.skipped_studies)
+    assert "do not fit the search space" in skipped["other-space"]
+    assert "only 3 usable" in skipped["mixed"]
+    assert skipped["multi"] == "multi-objective"
+    assert "only 3 usable" in skipped["few"]
+    assert report.skipped_trials["state FAIL"] == 4
+    assert report.skipped_trials["state PRUNED"] == 3
+    assert report.skipped_trials["out of bounds"] == 7  # x in 1.25..2.75 of study "wide"
+    assert report.skipped_trials["other space"] == 6  # study "other-space"
+    wide = next(t for t in ds.tasks if t.study == "wide")
+    assert wide.n == 5 and wide.values.max() <= 1.0
+    lines = "\n".join(report.lines())
+    assert "used 3 studies" in lines and "skipped study" in lines
+
+
+def test_direction_aware_targets(storage):
+    ds = build_metadataset([storage], SPACE, studies=["min-a", "max-b", "wide"], min_trials=2)
+    for task in ds.tasks:
+        best = int(
+            np.argmin(task.values) if task.direction == "minimize" else np.argmax(task.values)
+        )
+        assert task.z[best] == task.z.min()
+        assert task.x.shape == (task.n, 4)  # x, kind one-hot (2), k
+    maxed = next(t for t in ds.tasks if t.study == "max-b")
+    assert maxed.direction == "maximize"
+
+
+def test_conditional_params_only_active_ones(storage):
+    ds = build_metadataset([storage], SPACE, studies=["min-a", "max-b", "wide"], min_trials=2)
+    for task in ds.tasks:
+        for cfg in task.configs:
+            assert ("k" in cfg) == (cfg["kind"] == "b")
+
+
+def test_globs_and_errors(tmp_path, storage):
+    url2 = f"sqlite:///{tmp_path / 'more.db'}"
+    _study(url2, "min-c", seed=3)
+    files = expand_sources([str(tmp_path / "*.db")])
+    assert [f.split("/")[-1] for f in files] == ["more.db", "past.db"]
+    ds = build_metadataset([str(tmp_path / "*.db")], SPACE)
+    assert len(ds.tasks) == 4
+    with pytest.raises(MetaDatasetError, match="matches no file"):
+        expand_sources([str(tmp_path / "nothing-*.db")])
+    with pytest.raises(MetaDatasetError, match=r"not found"):
+        build_metadataset([storage], SPACE, studies=["nope"])
+    with pytest.raises(MetaDatasetError, match="too little past data: 1 usable studies"):
+        build_metadataset([storage], SPACE, studies=["min-a"])
+    (tmp_path / "junk.db").write_bytes(b"hello, not sqlite")
+    with pytest.raises(MetaDatasetError, match="not an SQLite database"):
+        build_metadataset([str(tmp_path / "junk.db")], SPACE)
+
+
+def test_read_is_read_only(tmp_path, storage):
+    import os
+
+    db = tmp_path / "past.db"
+    before = db.read_bytes()
+    os.chmod(db, 0o444)
+    try:
+        build_metadataset([str(db)], SPACE)
+    finally:
+        os.chmod(db, 0o644)
+    assert db.read_bytes() == before
+
+
+@given(
+    st.lists(st.integers(-1000, 1000), min_size=1, max_size=50),
+    st.floats(0.01, 100),
+    st.floats(-100, 100),
+)
+def test_rank_normalize_is_scale_free_and_ordered(values, a, b):
+    v = np.array(values, dtype=float) / 7.0  # distinct values stay distinct after a*v + b
+    z = rank_normalize(v)
+    assert np.allclose(rank_normalize(a * v + b), z)
+    assert np.allclose(rank_normalize(-v, "maximize"), z)
+    order = np.argsort(v, kind="stable")
+    assert np.all(np.diff(z[order]) >= -1e-12)
+    bound = math.sqrt(2) * 4
+    assert np.all(np.abs(z) < bound)
+
+
+def test_rank_normalize_robust_to_outliers():
+    v = np.array([0.1, 0.2, 0.3, 0.4])
+    assert np.allclose(rank_normalize(np.append(v, 1e30)), rank_normalize(np.append(v, 0.5)))
+    with pytest.raises(ValueError, match="finite"):
+        rank_normalize(np.array([1.0, np.nan]))

@@ -1,0 +1,128 @@
+"""``mttune meta-train`` and ``mttune prior show`` on real SQLite studies."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+
+from tuner.cli import main
+from tuner.prior import load_prior
+from tuner.space import load_space
+
+SPACE_YAML = """
+name: bowl2
+objective: {name: loss, direction: minimize}
+params:
+  a: {type: float, low: 0, high: 1}
+  b: {type: float, low: 0, high: 1}
+  kind: {type: categorical, choices: [x, y]}
+"""
+
+
+@pytest.fixture
+def past(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE_YAML)
+    space = load_space(space_file)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for i in range(5):
+        url = f"sqlite:///{tmp_path / f'past-{i}.db'}"
+        study = optuna.create_study(
+            study_name=f"task-{i}", storage=url, sampler=optuna.samplers.RandomSampler(seed=i)
+        )
+
+        def objective(trial, i=i):
+            c = space.suggest(trial)
+            return (c["a"] - 0.2 - 0.05 * i) ** 2 + (c["b"] - 0.6) ** 2 + 0.1 * (c["kind"] == "y")
+
+        study.optimize(objective, n_trials=25)
+    return tmp_path, space_file
+
+
+def test_meta_train_then_show(past, capsys):
+    tmp_path, space_file = past
+    out = tmp_path / "p.safetensors"
+    code = main(
+        [
+            "meta-train",
+            "--space",
+            str(space_file),
+            "--from",
+            str(tmp_path / "*.db"),
+            "-o",
+            str(out),
+            "--max-steps",
+            "60",
+            "--quiet",
+            "--seed",
+            "3",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "used 5 studies with 125 trials" in captured.err
+    assert "wrote" in captured.out
+    prior = load_prior(out, space=load_space(space_file))
+    assert len(prior.info["sources"]["used"]) == 5
+    assert prior.info["training"]["seed"] == 3
+    assert main(["prior", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "learned from 5 studies / 125 trials" in shown and "kendall tau" in shown
+    assert main(["prior", "show", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["space"]["hash"] == load_space(space_file).hash
+    assert "validation" in data and "versions" in data
+
+
+def test_meta_train_named_studies_and_too_little_data(past, capsys):
+    tmp_path, space_file = past
+    code = main(
+        [
+            "meta-train",
+            "--space",
+            str(space_file),
+            "--from",
+            str(tmp_path / "*.db"),
+            "--study",
+            "task-0",
+            "task-1",
+            "-o",
+            str(tmp_path / "p.safetensors"),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "too little past data: 2 usable studies, need at least 3" in err
+    assert not (tmp_path / "p.safetensors").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_clear_error(past, capsys):
+    tmp_path, space_file = past
+    code = main(
+        [
+            "meta-train",
+            "--space",
+            str(space_file),
+            "--from",
+            str(tmp_path / "*.db"),
+            "-o",
+            str(tmp_path / "p.safetensors"),
+            "--device",
+            "cuda",
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_show_of_a_bad_file_is_an_error(tmp_path, capsys):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["prior", "show", str(bad)]) == 1
+    assert "not a readable safetensors prior" in capsys.readouterr().err

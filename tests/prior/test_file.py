@@ -1,0 +1,195 @@
+"""The prior file: round trip, and every kind of wrong, truncated or hostile file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.prior.conftest import SPACE
+from tuner.prior import (
+    PriorFileError,
+    PriorSpaceMismatchError,
+    load_prior,
+    save_prior,
+)
+from tuner.space import SearchSpace
+
+
+@pytest.fixture
+def saved(bowl_prior, tmp_path):
+    return save_prior(bowl_prior, tmp_path / "bowl.prior.safetensors")
+
+
+def test_round_trip_keeps_predictions_and_metadata(bowl_prior, saved):
+    loaded = load_prior(saved, space=SPACE)
+    configs = [{"a": 0.1, "b": 0.9}, {"a": 0.3, "b": 0.7}]
+    observed = [({"a": 0.5, "b": 0.5}, 0.2), ({"a": 0.2, "b": 0.6}, 0.05)]
+    p1 = bowl_prior.predict(configs, observed)
+    p2 = loaded.predict(configs, observed)
+    np.testing.assert_allclose(p1.mean, p2.mean, rtol=1e-6)
+    np.testing.assert_allclose(p1.std, p2.std, rtol=1e-6)
+    assert loaded.space == bowl_prior.space
+    assert loaded.info == json.loads(json.dumps(bowl_prior.info))
+    assert loaded.calibration == bowl_prior.calibration
+    np.testing.assert_allclose(loaded.portfolio, bowl_prior.portfolio, rtol=1e-6)
+    assert loaded.zero_shot(2) == bowl_prior.zero_shot(2)
+
+
+def test_wrong_space_names_the_differing_params(saved):
+    other = SearchSpace.from_dict(
+        {
+            "objective": {"name": "loss"},
+            "params": {
+                "a": {"type": "float", "low": 0.0, "high": 2.0},
+                "c": {"type": "int", "low": 1, "high": 3},
+            },
+        }
+    )
+    with pytest.raises(PriorSpaceMismatchError) as e:
+        load_prior(saved, space=other)
+    msg = str(e.value)
+    assert "'a'" in msg and "'b' only in the first space" in msg and "'c'" in msg
+
+
+def _expect_error(path, needle):
+    with pytest.raises(PriorFileError) as e:
+        load_prior(path)
+    assert needle in str(e.value), str(e.value)
+    assert str(path) in str(e.value)
+
+
+def test_missing_empty_and_random_bytes(tmp_path):
+    _expect_error(tmp_path / "nope.safetensors", "not found")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    _expect_error(empty, "empty")
+    noise = tmp_path / "noise.safetensors"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    _expect_error(noise, "not a readable safetensors prior")
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_files(saved, tmp_path, keep):
+    data = saved.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(PriorFileError):
+        load_prior(cut)
+
+
+def test_absurd_header_length(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    _expect_error(bad, "not a readable safetensors prior")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_never_executes(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    _expect_error(evil, "pickle")
+    assert not marker.exists()
+    # the same payload inside a torch.save zip
+    zipped = tmp_path / "evil2.safetensors"
+    torch.save({"x": _Payload(marker)}, zipped)
+    _expect_error(zipped, "pickle/zip")
+    assert not marker.exists()
+    # python source disguised as a prior
+    code = tmp_path / "evil3.safetensors"
+    code.write_text(f"import os; os.system('touch {marker}')\n")
+    _expect_error(code, "not a readable safetensors prior")
+    assert not marker.exists()
+
+
+def _rewrite(saved, tmp_path, *, meta=None, tensors=None):
+    from safetensors import safe_open
+
+    with safe_open(str(saved), "pt") as f:
+        header = dict(f.metadata())
+    t = load_file(str(saved))
+    if tensors is not None:
+        tensors(t)
+    if meta is not None:
+        m = json.loads(header["mttune"])
+        meta(m)
+        header["mttune"] = json.dumps(m)
+    out = tmp_path / "tampered.safetensors"
+    save_file(t, str(out), metadata=header)
+    return out
+
+
+def test_shapes_that_contradict_the_metadata(saved, tmp_path):
+    def grow(m):
+        m["model"]["hidden"] = 64
+
+    _expect_error(_rewrite(saved, tmp_path, meta=grow), "but the metadata implies")
+
+
+def test_missing_and_extra_tensors(saved, tmp_path):
+    key = next(k for k in load_file(str(saved)) if k.startswith("params."))
+    _expect_error(_rewrite(saved, tmp_path, tensors=lambda t: t.pop(key)), "is missing")
+
+    def add(t):
+        t["surprise"] = torch.zeros(1)
+
+    _expect_error(_rewrite(saved, tmp_path, tensors=add), "unexpected tensors")
+
+
+def test_non_finite_weights(saved, tmp_path):
+    def poison(t):
+        k = next(k for k in t if k.startswith("params."))
+        t[k] = t[k].clone()
+        t[k].view(-1)[0] = float("nan")
+
+    _expect_error(_rewrite(saved, tmp_path, tensors=poison), "NaN or inf")
+
+
+def test_tampered_space_and_metadata(saved, tmp_path):
+    def widen(m):
+        m["space"]["params"]["a"]["high"] = 5.0
+
+    _expect_error(_rewrite(saved, tmp_path, meta=widen), "hash does not match")
+
+    def bad_space(m):
+        m["space"]["params"]["a"]["low"] = 9.0
+
+    _expect_error(_rewrite(saved, tmp_path, meta=bad_space), "stored search space is invalid")
+
+    def other_format(m):
+        m["format"] = "mttune-prior/99"
+
+    _expect_error(_rewrite(saved, tmp_path, meta=other_format), "not supported")
+
+    def bad_model(m):
+        m["model"]["ensemble"] = -1
+
+    _expect_error(_rewrite(saved, tmp_path, meta=bad_model), "invalid model/MAML settings")
+
+    def bad_cal(m):
+        m["calibration"]["a"] = ["x"]
+
+    _expect_error(_rewrite(saved, tmp_path, meta=bad_cal), "invalid calibration")
+
+
+def test_foreign_safetensors_file(tmp_path):
+    foreign = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    _expect_error(foreign, "without mttune metadata")
+    bad_json = tmp_path / "badjson.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad_json), metadata={"mttune": "{not json"})
+    _expect_error(bad_json, "not valid JSON")

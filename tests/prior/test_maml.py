@@ -1,0 +1,156 @@
+"""MAML on a synthetic family with a known answer: adaptation helps, zero-shot finds the bowl."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from tests.prior.conftest import CENTRE, SMALL_MAML, SMALL_MODEL, bowl_family, bowl_task
+from tuner.metadataset import rank_normalize
+from tuner.prior import MAMLConfig, meta_train, observation_targets
+from tuner.prior._maml import batched_query_loss, init_ensemble, support_transform
+
+
+def _mse(pred, t):
+    return float(np.mean((pred - t) ** 2))
+
+
+def test_adaptation_reduces_query_loss_on_new_tasks(bowl_prior):
+    rng = np.random.default_rng(123)
+    before, after = [], []
+    for _ in range(10):
+        _, configs, y = bowl_task(rng, 60)
+        x = bowl_prior.encoder.encode_many(configs)
+        k = 10
+        # targets relative to the support set, for support and query alike (as in training)
+        z = rank_normalize(y)
+        shift, _ = support_transform(torch.as_tensor(z), torch.as_tensor(np.arange(60) < k))
+        t = z - shift.numpy()
+        adapted = bowl_prior.predict_targets(x[k:], x[:k], t[:k])
+        frozen = bowl_prior.predict_targets(x[k:], x[:k], t[:k], steps=0)
+        after.append(_mse(adapted.mean, t[k:]))
+        before.append(_mse(frozen.mean, t[k:]))
+    assert np.mean(after) < 0.7 * np.mean(before), (np.mean(after), np.mean(before))
+
+
+def test_zero_shot_proposals_find_the_family_optimum(bowl_prior):
+    proposals = bowl_prior.zero_shot(3, seed=0)
+    assert len(proposals) == 3
+    first = np.array([proposals[0]["a"], proposals[0]["b"]])
+    assert np.linalg.norm(first - CENTRE) < 0.2, first
+    # diverse, not near-duplicates
+    pts = np.array([[p["a"], p["b"]] for p in proposals])
+    d = np.sqrt(((pts[:, None] - pts[None]) ** 2).mean(-1))
+    assert d[np.triu_indices(3, 1)].min() >= 0.15 - 1e-9
+    # better than random configs on new tasks of the family
+    rng = np.random.default_rng(7)
+    wins = 0
+    for _ in range(20):
+        c, _, _ = bowl_task(rng, 1)
+        zero_shot = ((first - c) ** 2).sum()
+        random_median = np.median(((rng.random((200, 2)) - c) ** 2).sum(axis=1))
+        wins += zero_shot < random_median
+    assert wins == 20
+
+
+def test_few_shot_predictions_rank_new_task_well(bowl_prior):
+    rng = np.random.default_rng(99)
+    taus = []
+    from scipy.stats import kendalltau
+
+    for _ in range(8):
+        _, configs, y = bowl_task(rng, 45)
+        observed = list(zip(configs[:5], y[:5], strict=True))
+        pred = bowl_prior.predict(configs[5:], observed)
+        taus.append(kendalltau(pred.mean, y[5:]).statistic)
+    assert np.mean(taus) > 0.5
+
+
+def test_validation_metrics_and_calibration_are_recorded(bowl_prior):
+    val = bowl_prior.info["validation"]
+    assert {"0-shot", "5-shot", "20-shot"} <= set(val)
+    assert val["20-shot"]["kendall_tau"] > val["0-shot"]["kendall_tau"] - 0.05
+    for m in val.values():
+        assert 0.75 <= m["coverage_95"] <= 1.0, m
+    assert bowl_prior.info["training"]["best_step"] >= SMALL_MAML.val_every
+    assert len(bowl_prior.info["tasks"]["validation"]) >= 1
+
+
+def test_inner_learning_rate_is_learned(bowl_prior):
+    init = math.log(SMALL_MAML.inner_lr)
+    moved = [float((v - init).abs().max()) for v in bowl_prior.log_lrs.values()]
+    assert max(moved) > 1e-3
+
+
+def test_second_order_gradients_differ_from_first_order():
+    gen = torch.Generator().manual_seed(0)
+    base, params = init_ensemble(2, 16, 2, 2, gen)
+    lrs = {k: torch.full((2,), math.log(0.1)) for k in params}
+    x = torch.rand(2, 3, 20, 2, generator=gen)
+    z = torch.randn(2, 3, 20, generator=gen)
+    sup = torch.zeros(2, 3, 20)
+    sup[..., :8] = 1
+    grads = {}
+    for fo in (False, True):
+        p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        batched_query_loss(p, lrs, base, x, z, sup, 1 - sup, 3, fo).mean().backward()
+        grads[fo] = torch.cat([v.grad.flatten() for v in p.values()])
+    assert not torch.allclose(grads[False], grads[True])
+
+
+def test_same_seed_same_prior_different_seed_different_prior():
+    ds = bowl_family(6, 30, seed=1)
+    cfg = MAMLConfig(max_steps=20, val_every=10, meta_batch=4)
+    a = meta_train(ds, model=SMALL_MODEL, maml=cfg, seed=5)
+    b = meta_train(ds, model=SMALL_MODEL, maml=cfg, seed=5)
+    c = meta_train(ds, model=SMALL_MODEL, maml=cfg, seed=6)
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k])
+    assert any(not torch.equal(a.params[k], c.params[k]) for k in a.params)
+    assert a.zero_shot(2, seed=0) == b.zero_shot(2, seed=0)
+
+
+def test_observation_targets_are_relative_and_direction_aware():
+    t = observation_targets([3.0, 1.0, 2.0], "minimize")
+    assert t[1] < t[2] < t[0] and abs(t.mean()) < 1e-12
+    assert np.allclose(observation_targets([3.0, 1.0, 2.0], "maximize"), -t)
+    assert observation_targets([5.0], "minimize").tolist() == [0.0]
+    assert observation_targets([], "minimize").size == 0
+
+
+def test_no_maml_ablation_trains_plain_regression():
+    ds = bowl_family(6, 30, seed=2)
+    prior = meta_train(
+        ds, model=SMALL_MODEL, maml=MAMLConfig(max_steps=20, val_every=10, inner_steps=0), seed=0
+    )
+    assert prior.maml.prediction_steps == 5  # adapts by fine-tuning at prediction time
+    pred = prior.predict([{"a": 0.3, "b": 0.7}])
+    assert pred.mean.shape == (1,) and np.isfinite(pred.std).all()
+
+
+def test_numpy_inference_path_matches_torch():
+    from tuner.prior._fast import FastEnsemble
+    from tuner.prior._maml import predict
+
+    gen = torch.Generator().manual_seed(0)
+    base, params = init_ensemble(7, 16, 3, 4, gen)
+    lrs = {
+        k: torch.full((4,), math.log(0.05)) + 0.1 * torch.randn(4, generator=gen) for k in params
+    }
+    fast = FastEnsemble.from_torch(params, lrs)
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 17):
+        xo, to, xc = rng.random((n, 7)), rng.standard_normal(n), rng.random((50, 7))
+        ref = predict(
+            params,
+            lrs,
+            base,
+            torch.tensor(xo, dtype=torch.float32),
+            torch.tensor(to, dtype=torch.float32),
+            torch.tensor(xc, dtype=torch.float32),
+            3,
+        ).numpy()
+        got = fast.adapt(xo, to, 3).predict(xc)
+        np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -1,0 +1,201 @@
+"""``mttune meta-train`` (past studies -> prior file) and ``mttune prior show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuner.metadataset import build_metadataset
+from tuner.prior import MAMLConfig, MetaPrior, ModelConfig, load_prior, meta_train, save_prior
+from tuner.space import load_space
+
+_TRAIN_EPILOG = """\
+examples:
+  mttune meta-train --space search_spaces/mlp.yaml --from 'studies/past/*.db' -o p.safetensors
+  mttune meta-train --space space.yaml --from postgresql://me@db/optuna --study a b -o p.st
+  mttune meta-train --space space.yaml --from 'runs/*.db' -o p.safetensors --device cuda --seed 1
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``mttune meta-train`` and ``mttune prior``."""
+    p = sub.add_parser(
+        "meta-train",
+        help="meta-learn a warm-start prior from past studies (MAML)",
+        description="Read past tuning studies (each study is one task), meta-train a MAML "
+        "prior over the search space, validate it on held-out studies and write it to a "
+        "safetensors file.",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--space", required=True, help="search space YAML file")
+    p.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        required=True,
+        metavar="URL_OR_GLOB",
+        help="storages of past studies: URLs, SQLite files or globs",
+    )
+    p.add_argument(
+        "--study",
+        dest="studies",
+        nargs="+",
+        metavar="NAME",
+        help="only these studies (default: all)",
+    )
+    p.add_argument("-o", "--output", required=True, help="prior file to write (.safetensors)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument(
+        "--min-trials",
+        type=int,
+        default=5,
+        help="usable trials a study needs to count as a task (default 5)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAMLConfig.max_steps,
+        help=f"outer MAML steps at most (default {MAMLConfig.max_steps})",
+    )
+    p.add_argument(
+        "--inner-steps",
+        type=int,
+        default=MAMLConfig.inner_steps,
+        help=f"inner-loop steps (default {MAMLConfig.inner_steps}; 0 = no MAML)",
+    )
+    p.add_argument("--first-order", action="store_true", help="first-order MAML")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=ModelConfig.ensemble,
+        help=f"ensemble members (default {ModelConfig.ensemble})",
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=ModelConfig.hidden,
+        help=f"hidden units (default {ModelConfig.hidden})",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=handle_meta_train)
+
+    show = sub.add_parser("prior", help="inspect a prior file").add_subparsers(
+        dest="prior_command", metavar="SUBCOMMAND"
+    )
+    show.required = True
+    s = show.add_parser(
+        "show",
+        help="what a prior was trained on and how well it validated",
+        description="Print a prior's source studies, settings and validation.",
+    )
+    s.add_argument("prior", help="prior file (.safetensors)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(handler=handle_show)
+
+
+def handle_meta_train(args: argparse.Namespace) -> int:
+    """Run ``mttune meta-train``."""
+    console = Console(stderr=True, highlight=False)
+    space = load_space(args.space)
+    dataset = build_metadataset(
+        args.sources, space, studies=args.studies, min_trials=args.min_trials
+    )
+    for line in dataset.report.lines():
+        console.print(line)
+    model = ModelConfig(hidden=args.hidden, ensemble=args.ensemble)
+    maml = MAMLConfig(
+        max_steps=args.max_steps, inner_steps=args.inner_steps, first_order=args.first_order
+    )
+    if args.quiet:
+        prior = meta_train(dataset, model=model, maml=maml, seed=args.seed, device=args.device)
+    else:
+        with Progress(
+            TextColumn("meta-training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("val loss {task.fields[val]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("train", total=maml.max_steps, val="-")
+
+            def progress(step: int, total: int, val: float | None) -> None:
+                if val is None:
+                    bar.update(task, completed=step)
+                else:
+                    bar.update(task, completed=step, val=f"{val:.4f}")
+
+            prior = meta_train(
+                dataset,
+                model=model,
+                maml=maml,
+                seed=args.seed,
+                device=args.device,
+                progress=progress,
+            )
+    path = save_prior(prior, args.output)
+    _print_prior(prior, Console(highlight=False))
+    Console(highlight=False).print(f"wrote {path}")
+    return 0
+
+
+def handle_show(args: argparse.Namespace) -> int:
+    """Run ``mttune prior show``."""
+    prior = load_prior(args.prior)
+    if args.json:
+        print(json.dumps(prior.describe(), indent=2))
+    else:
+        _print_prior(prior, Console(highlight=False))
+    return 0
+
+
+def _print_prior(prior: MetaPrior, console: Console) -> None:
+    info = prior.info
+    sources = info.get("sources", {})
+    used = sources.get("used", [])
+    training = info.get("training", {})
+    tasks = info.get("tasks", {})
+    console.print(
+        f"prior for space [bold]{prior.space.name or '?'}[/] (hash {prior.space.hash}, "
+        f"{len(prior.space)} params, objective {prior.space.objective.name} "
+        f"{prior.space.objective.direction})"
+    )
+    console.print(
+        f"learned from {len(used)} studies / {sum(u.get('trials', 0) for u in used)} trials "
+        f"({len(tasks.get('train', []))} train, {len(tasks.get('validation', []))} validation "
+        f"tasks); {len(sources.get('skipped_studies', []))} studies skipped"
+    )
+    for s in sources.get("skipped_studies", [])[:5]:
+        console.print(f"  skipped {s.get('study')}: {s.get('reason')}")
+    console.print(
+        f"ensemble of {prior.model.ensemble} MLPs ({prior.model.layers}x{prior.model.hidden}), "
+        f"MAML {'first' if prior.maml.first_order else 'second'}-order, "
+        f"{prior.maml.inner_steps} inner steps; trained {training.get('steps', '?')} steps "
+        f"(best {training.get('best_step', '?')}) in {training.get('seconds', '?')} s on "
+        f"{training.get('device', '?')}, seed {training.get('seed', '?')}"
+    )
+    validation = info.get("validation", {})
+    if validation:
+        table = Table(title="validation on held-out studies (targets in support units)")
+        for col in ("shots", "kendall tau", "mse", "nll", "68% cover", "95% cover"):
+            table.add_column(col, justify="right")
+        for k, m in validation.items():
+            tau = m.get("kendall_tau")
+            table.add_row(
+                k,
+                "-" if tau is None else f"{tau:.3f}",
+                f"{m['mse']:.3f}",
+                f"{m['nll']:.3f}",
+                f"{m['coverage_68']:.2f}",
+                f"{m['coverage_95']:.2f}",
+            )
+        console.print(table)
+    versions = info.get("versions", {})
+    if versions:
+        console.print("made with " + ", ".join(f"{k} {v}" for k, v in versions.items()))

@@ -1,0 +1,22 @@
+"""Stage 3: the meta-dataset: past studies as regression tasks with normalised targets."""
+
+from tuner.metadataset._extract import (
+    ExtractionReport,
+    MetaDataset,
+    MetaDatasetError,
+    Task,
+    build_metadataset,
+    expand_sources,
+)
+from tuner.metadataset._normalize import orient, rank_normalize
+
+__all__ = [
+    "ExtractionReport",
+    "MetaDataset",
+    "MetaDatasetError",
+    "Task",
+    "build_metadataset",
+    "expand_sources",
+    "orient",
+    "rank_normalize",
+]

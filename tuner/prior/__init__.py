@@ -1,0 +1,35 @@
+"""Stage 4: the MAML prior: meta-training on ``torch.func``, calibrated predictions, files."""
+
+from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._file import (
+    FORMAT,
+    PriorFileError,
+    PriorSpaceMismatchError,
+    load_prior,
+    save_prior,
+)
+from tuner.prior._prior import (
+    AdaptedPrior,
+    Calibration,
+    MetaPrior,
+    Prediction,
+    observation_targets,
+)
+from tuner.prior._train import meta_train, resolve_device
+
+__all__ = [
+    "FORMAT",
+    "AdaptedPrior",
+    "Calibration",
+    "MAMLConfig",
+    "MetaPrior",
+    "ModelConfig",
+    "Prediction",
+    "PriorFileError",
+    "PriorSpaceMismatchError",
+    "load_prior",
+    "meta_train",
+    "observation_targets",
+    "resolve_device",
+    "save_prior",
+]

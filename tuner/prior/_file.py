@@ -1,0 +1,229 @@
+"""The prior file: one safetensors file, weights as tensors, everything else as JSON.
+
+Layout::
+
+    header.__metadata__["mttune"]   JSON: format, space (+hash), model, maml, calibration,
+                                    sources, versions, validation metrics, ...
+    params.<name>                   float32 (M, ...)  stacked ensemble weights
+    log_lr.<name>                   float32 (M,)      inner-loop log learning rates
+    portfolio                       float32 (P, D)    encoded best configs of the sources
+
+Loading parses only the safetensors header (JSON) and raw little-endian arrays: nothing is
+unpickled or executed. Every check failure is a :class:`PriorFileError` that says what is
+wrong with the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from tuner._errors import MttuneError
+from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._maml import Surrogate
+from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
+from tuner.space import Encoder, SearchSpace, SpaceError
+
+__all__ = ["FORMAT", "PriorFileError", "PriorSpaceMismatchError", "load_prior", "save_prior"]
+
+FORMAT = "mttune-prior/1"
+_MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+class PriorFileError(MttuneError, ValueError):
+    """A prior file is missing, truncated, tampered with, or not a prior at all."""
+
+
+class PriorSpaceMismatchError(PriorFileError):
+    """The prior was trained for another search space."""
+
+
+def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
+    """Write ``prior`` to ``path`` (atomically: a temporary file, then a rename)."""
+    path = Path(path)
+    meta = {
+        "format": FORMAT,
+        "space": prior.space.to_dict(),
+        "space_hash": prior.space.hash,
+        "encoding": {"dim": prior.encoder.dim, "columns": prior.encoder.dim_names},
+        "model": dataclasses.asdict(prior.model),
+        "maml": prior.maml.to_dict(),
+        "calibration": prior.calibration.to_dict(),
+        "param_names": sorted(prior.params),
+        "info": prior.info,
+    }
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in prior.params.items():
+        tensors[f"params.{name}"] = value.contiguous()
+    for name, value in prior.log_lrs.items():
+        tensors[f"log_lr.{name}"] = value.contiguous()
+    tensors["portfolio"] = torch.as_tensor(prior.portfolio, dtype=torch.float32).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"mttune": json.dumps(meta, allow_nan=False)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_prior(path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> MetaPrior:
+    """Load and validate a prior file.
+
+    Args:
+        path: The ``.safetensors`` prior.
+        space: When given, the prior must be for this space (same content hash).
+
+    Raises:
+        PriorFileError: missing/empty/truncated/corrupt file, foreign safetensors file,
+            metadata that contradicts the tensors, or non-finite weights.
+        PriorSpaceMismatchError: the prior was trained on another space; the message lists
+            the parameters that differ.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PriorFileError(f"{path}: prior file not found. Train one with 'mttune meta-train'.")
+    size = path.stat().st_size
+    if size == 0:
+        raise PriorFileError(f"{path}: the prior file is empty.")
+    if size > _MAX_FILE_BYTES:
+        raise PriorFileError(f"{path}: {size} bytes is too large for a prior file.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"\x80\x04" or head[:1] == b"\x80" or head.startswith(b"PK"):
+        raise PriorFileError(
+            f"{path}: this is a pickle/zip file (e.g. torch.save output), not an mttune prior. "
+            "mttune never unpickles files; priors are safetensors files from "
+            "'mttune meta-train'."
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise PriorFileError(
+            f"{path}: not a readable safetensors prior (truncated or corrupt?): {e}"
+        ) from None
+    if "mttune" not in header:
+        raise PriorFileError(
+            f"{path}: a safetensors file without mttune metadata; not a prior made by "
+            "'mttune meta-train'."
+        )
+    try:
+        meta = json.loads(header["mttune"])
+    except (ValueError, RecursionError) as e:
+        raise PriorFileError(f"{path}: the prior's metadata is not valid JSON: {e}") from None
+    return _build(path, meta, tensors, space)
+
+
+def _req(meta: Any, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    if not isinstance(meta, dict) or key not in meta:
+        raise PriorFileError(f"{path}: the metadata lacks '{key}'.")
+    value = meta[key]
+    if not isinstance(value, kind):
+        raise PriorFileError(
+            f"{path}: metadata '{key}' has the wrong type ({type(value).__name__})."
+        )
+    return value
+
+
+def _build(
+    path: Path, meta: Any, tensors: dict[str, torch.Tensor], expected: SearchSpace | None
+) -> MetaPrior:
+    fmt = _req(meta, "format", str, path)
+    if fmt != FORMAT:
+        raise PriorFileError(
+            f"{path}: prior format {fmt!r} is not supported (this mttune reads {FORMAT!r})."
+        )
+    try:
+        space = SearchSpace.from_dict(_req(meta, "space", dict, path), source=f"{path} (space)")
+    except SpaceError as e:
+        raise PriorFileError(f"{path}: the stored search space is invalid: {e}") from None
+    if _req(meta, "space_hash", str, path) != space.hash:
+        raise PriorFileError(
+            f"{path}: the stored space hash does not match the stored space; the file was "
+            "edited or corrupted."
+        )
+    if expected is not None and expected.hash != space.hash:
+        diff = "; ".join(space.diff(expected)[:8])
+        raise PriorSpaceMismatchError(
+            f"{path}: the prior was trained for another search space (prior {space.hash}, "
+            f"yours {expected.hash}). Differences (prior vs yours): {diff}. Meta-train a "
+            "prior for this space, or tune without --prior."
+        )
+    try:
+        model = ModelConfig(**_req(meta, "model", dict, path))
+        maml = MAMLConfig(**_req(meta, "maml", dict, path))
+    except (TypeError, MttuneError) as e:
+        raise PriorFileError(f"{path}: invalid model/MAML settings: {e}") from None
+    cal = _req(meta, "calibration", dict, path)
+    a, b = cal.get("a"), cal.get("b")
+    if (
+        not isinstance(a, list)
+        or not isinstance(b, list)
+        or len(a) != len(BUCKETS)
+        or len(b) != len(BUCKETS)
+        or not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in a + b)
+    ):
+        raise PriorFileError(f"{path}: invalid calibration {cal!r}.")
+    dim = Encoder(space).dim
+    ref = Surrogate(dim, model.hidden, model.layers)
+    expected_shapes = {name: (model.ensemble, *p.shape) for name, p in ref.named_parameters()}
+    params, log_lrs = {}, {}
+    for name, shape in expected_shapes.items():
+        params[name] = _tensor(tensors, f"params.{name}", shape, path)
+        log_lrs[name] = _tensor(tensors, f"log_lr.{name}", (model.ensemble,), path)
+    portfolio = tensors.get("portfolio")
+    if portfolio is None or portfolio.ndim != 2 or portfolio.shape[1] != dim:
+        raise PriorFileError(f"{path}: 'portfolio' must be a (P, {dim}) tensor.")
+    portfolio = _finite(portfolio, "portfolio", path)
+    if float(portfolio.min(initial=0.0)) < 0.0 or float(portfolio.max(initial=0.0)) > 1.0:
+        raise PriorFileError(f"{path}: 'portfolio' must lie in the unit cube.")
+    extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in params}
+    extra.discard("portfolio")
+    if extra:
+        raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
+    info = meta.get("info", {})
+    if not isinstance(info, dict):
+        raise PriorFileError(f"{path}: metadata 'info' must be an object.")
+    return MetaPrior(
+        space,
+        model,
+        maml,
+        params,
+        log_lrs,
+        Calibration(tuple(float(v) for v in a), tuple(float(v) for v in b)),
+        portfolio,
+        info,
+    )
+
+
+def _tensor(
+    tensors: dict[str, torch.Tensor], key: str, shape: tuple[int, ...], path: Path
+) -> torch.Tensor:
+    t = tensors.get(key)
+    if t is None:
+        raise PriorFileError(f"{path}: tensor '{key}' is missing.")
+    if tuple(t.shape) != tuple(shape):
+        raise PriorFileError(
+            f"{path}: tensor '{key}' has shape {tuple(t.shape)}, but the metadata implies "
+            f"{tuple(shape)}."
+        )
+    if t.dtype != torch.float32:
+        raise PriorFileError(f"{path}: tensor '{key}' is {t.dtype}, expected float32.")
+    if not torch.isfinite(t).all():
+        raise PriorFileError(f"{path}: tensor '{key}' holds NaN or inf.")
+    return t
+
+
+def _finite(t: torch.Tensor, key: str, path: Path) -> np.ndarray:
+    if t.dtype != torch.float32 or not torch.isfinite(t).all():
+        raise PriorFileError(f"{path}: tensor '{key}' must be finite float32.")
+    return t.double().numpy()

@@ -1,0 +1,359 @@
+"""Meta-training: MAML over the tasks of a meta-dataset, early stopping, calibration."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+
+from tuner._errors import MttuneError
+from tuner.metadataset import MetaDataset
+from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._maml import (
+    Surrogate,
+    batched_query_loss,
+    init_ensemble,
+    predict,
+    support_transform,
+)
+from tuner.prior._prior import BUCKETS, Calibration, MetaPrior, bucket_of
+
+__all__ = [
+    "Episode",
+    "evaluate_episodes",
+    "meta_train",
+    "resolve_device",
+    "validation_episodes",
+]
+
+ProgressFn = Callable[[int, int, float | None], None]
+# Support sizes of the fixed validation episodes (capped by each task's size).
+VAL_SHOTS = (0, 1, 3, 5, 10, 20)
+PORTFOLIO_PER_TASK = 3
+
+
+@dataclasses.dataclass
+class Episode:
+    """One evaluation episode: a task, its support points and its query points."""
+
+    task: int
+    k: int
+    x_s: np.ndarray
+    z_s: np.ndarray
+    x_q: np.ndarray
+    z_q: np.ndarray
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a clear error when CUDA is missing."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MttuneError(
+            f"--device {device} asked for, but this torch build sees no CUDA GPU "
+            f"(torch {torch.__version__}). Use --device cpu."
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise MttuneError(f"unknown --device {device!r}: {e}") from None
+
+
+def meta_train(
+    dataset: MetaDataset,
+    *,
+    model: ModelConfig | None = None,
+    maml: MAMLConfig | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> MetaPrior:
+    """Meta-train a :class:`MetaPrior` on ``dataset``.
+
+    Whole tasks are held out for validation (early stopping, calibration and the metrics
+    stored in the prior). Same dataset + same seed + same device gives the same prior.
+
+    Args:
+        dataset: The meta-dataset (at least 3 tasks).
+        model: Network settings.
+        maml: Meta-training settings.
+        seed: Seeds the task split, initialisation and episode sampling.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        progress: Called as ``progress(step, max_steps, val_loss)``.
+    """
+    model = model or ModelConfig()
+    maml = maml or MAMLConfig()
+    if len(dataset.tasks) < 3:
+        raise MttuneError(f"meta-training needs at least 3 tasks, got {len(dataset.tasks)}.")
+    dev = resolve_device(device)
+    t0 = time.monotonic()
+    rng = np.random.default_rng(seed)
+    n_val = max(1, round(maml.val_tasks * len(dataset.tasks)))
+    train_set, val_set = dataset.split(n_val, rng)
+    gen = torch.Generator().manual_seed(seed)
+
+    x_np, z_np, counts_np = train_set.padded()
+    x_all = torch.as_tensor(x_np, device=dev)
+    z_all = torch.as_tensor(z_np, device=dev)
+    counts = torch.as_tensor(counts_np)
+    dim = x_np.shape[2]
+
+    base, params = init_ensemble(dim, model.hidden, model.layers, model.ensemble, gen)
+    params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
+    log_lrs = {
+        k: torch.full(
+            (model.ensemble,),
+            math.log(maml.inner_lr),
+            device=dev,
+            requires_grad=maml.learn_inner_lr,
+        )
+        for k in params
+    }
+    trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
+    opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
+    episodes = validation_episodes(val_set, seed)
+
+    best_loss, best_state, best_step, bad_evals = math.inf, None, 0, 0
+    history: list[tuple[int, float]] = []
+    step = 0
+    for step in range(1, maml.max_steps + 1):
+        x, z, sup, qry = _sample_batch(x_all, z_all, counts, model.ensemble, maml, gen, dev)
+        losses = batched_query_loss(
+            params, log_lrs, base, x, z, sup, qry, maml.inner_steps, maml.first_order
+        )
+        loss = losses.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 10.0)
+        opt.step()
+        with torch.no_grad():
+            for v in log_lrs.values():
+                v.clamp_(math.log(1e-4), math.log(1.0))
+        if step % maml.val_every == 0 or step == maml.max_steps:
+            val = _val_loss(params, log_lrs, base, episodes, maml, dev)
+            history.append((step, val))
+            if progress is not None:
+                progress(step, maml.max_steps, val)
+            if val < best_loss - 1e-4:
+                best_loss, best_step, bad_evals = val, step, 0
+                best_state = (_clone(params), _clone(log_lrs))
+            else:
+                bad_evals += 1
+                if bad_evals >= maml.patience:
+                    break
+        elif progress is not None:
+            progress(step, maml.max_steps, None)
+    assert best_state is not None
+    params_best, lrs_best = best_state
+    train_seconds = time.monotonic() - t0
+
+    prior = MetaPrior(
+        dataset.space,
+        model,
+        maml,
+        params_best,
+        lrs_best,
+        Calibration(),
+        _portfolio(dataset),
+        info={},
+    )
+    raw = evaluate_episodes(prior, episodes)
+    calibration = fit_calibration(raw)
+    prior.calibration = calibration
+    metrics = summarize(evaluate_episodes(prior, episodes))
+    prior.info = {
+        "sources": dataset.report.to_dict(),
+        "tasks": {
+            "train": [t.name for t in train_set.tasks],
+            "validation": [t.name for t in val_set.tasks],
+        },
+        "normalization": "per task: direction-aware Gaussian-copula of ranks, then relative "
+        "to the support set (see tuner.metadataset._normalize)",
+        "training": {
+            "seed": seed,
+            "device": str(dev),
+            "steps": step,
+            "best_step": best_step,
+            "seconds": round(train_seconds, 2),
+            "val_history": [[s, round(v, 5)] for s, v in history],
+        },
+        "validation": metrics,
+        "versions": {
+            "mttune": _mttune_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return prior
+
+
+def _mttune_version() -> str:
+    from tuner import __version__
+
+    return __version__
+
+
+def _clone(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in d.items()}
+
+
+def _sample_batch(
+    x_all: torch.Tensor,
+    z_all: torch.Tensor,
+    counts: torch.Tensor,
+    members: int,
+    maml: MAMLConfig,
+    gen: torch.Generator,
+    dev: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random episodes: per member and task, ``points`` trials split into support/query."""
+    n_tasks, n_max = z_all.shape
+    m, b, p = members, maml.meta_batch, min(maml.points, n_max)
+    task = torch.randint(0, n_tasks, (m, b), generator=gen)
+    cnt = counts[task]  # (m, b)
+    scores = torch.rand((m, b, n_max), generator=gen)
+    scores = scores.masked_fill(torch.arange(n_max) >= cnt[..., None], 2.0)
+    pts = scores.argsort(-1)[..., :p]  # valid points first, in random order
+    n_valid = cnt.clamp(max=p)
+    max_k = torch.clamp(n_valid - 1, min=0).clamp(max=maml.max_support)
+    k = (torch.rand((m, b), generator=gen) * (max_k + 1).float()).floor().long()
+    zero = torch.rand((m, b), generator=gen) < maml.zero_shot_fraction
+    k = torch.where(zero, torch.zeros_like(k), k)
+    pos = torch.arange(p)
+    support = (pos < k[..., None]).float()
+    query = ((pos >= k[..., None]) & (pos < n_valid[..., None])).float()
+    task_d, pts_d = task.to(dev), pts.to(dev)
+    x = x_all[task_d[..., None], pts_d]  # (m, b, p, D)
+    z = z_all[task_d[..., None], pts_d]
+    return x, z, support.to(dev), query.to(dev)
+
+
+def validation_episodes(dataset: MetaDataset, seed: int, shots=VAL_SHOTS) -> list[Episode]:
+    """Fixed episodes over the validation tasks: support sizes ``shots``, query = the rest."""
+    rng = np.random.default_rng(seed + 7919)
+    eps: list[Episode] = []
+    for i, task in enumerate(dataset.tasks):
+        for k in shots:
+            if k >= task.n:
+                continue
+            order = rng.permutation(task.n)
+            s, q = order[:k], order[k:]
+            eps.append(Episode(i, k, task.x[s], task.z[s], task.x[q], task.z[q]))
+    return eps
+
+
+def _episode_targets(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    z = np.concatenate([ep.z_s, ep.z_q])
+    mask = np.zeros_like(z)
+    mask[: ep.k] = 1.0
+    shift, scale = support_transform(torch.as_tensor(z), torch.as_tensor(mask))
+    t = ((torch.as_tensor(z) - shift) / scale).numpy()
+    return t[: ep.k], t[ep.k :]
+
+
+def evaluate_episodes(prior: MetaPrior, episodes: list[Episode]) -> list[dict[str, Any]]:
+    """Predictions of ``prior`` on each episode's query points (in support units)."""
+    out = []
+    for ep in episodes:
+        t_s, t_q = _episode_targets(ep)
+        pred = prior.predict_targets(ep.x_q, ep.x_s, t_s)
+        out.append(
+            {
+                "k": ep.k,
+                "task": ep.task,
+                "t": t_q,
+                "mean": pred.mean,
+                "var_ens": pred.members.var(axis=0),
+                "std": pred.std,
+            }
+        )
+    return out
+
+
+def _val_loss(params, log_lrs, base: Surrogate, episodes, maml: MAMLConfig, dev) -> float:
+    losses = []
+    with torch.no_grad():
+        for ep in episodes:
+            t_s, t_q = _episode_targets(ep)
+            members = predict(
+                params,
+                log_lrs,
+                base,
+                torch.as_tensor(ep.x_s, dtype=torch.float32, device=dev),
+                torch.as_tensor(t_s, dtype=torch.float32, device=dev),
+                torch.as_tensor(ep.x_q, dtype=torch.float32, device=dev),
+                maml.prediction_steps,
+            )
+            mean = members.mean(0).double().cpu().numpy()
+            losses.append(float(np.mean((mean - t_q) ** 2)))
+    return float(np.mean(losses))
+
+
+def fit_calibration(results: list[dict[str, Any]]) -> Calibration:
+    """Fit ``var = a * var_ens + b`` per support-size bucket by Gaussian likelihood."""
+    a_all, b_all = [], []
+    global_fit = _fit_ab(results)
+    for i in range(len(BUCKETS)):
+        sel = [r for r in results if bucket_of(r["k"]) == i]
+        a, b = _fit_ab(sel) if sel else global_fit
+        a_all.append(a)
+        b_all.append(b)
+    return Calibration(tuple(a_all), tuple(b_all))
+
+
+def _fit_ab(results: list[dict[str, Any]]) -> tuple[float, float]:
+    if not results:
+        return 1.0, 0.1
+    err2 = np.concatenate([(r["mean"] - r["t"]) ** 2 for r in results])
+    var = np.concatenate([r["var_ens"] for r in results])
+
+    def nll(theta: np.ndarray) -> float:
+        a, b = np.exp(theta)
+        v = a * var + b
+        return float(np.mean(np.log(v) + err2 / v))
+
+    res = optimize.minimize(
+        nll, x0=np.log([1.0, 0.1]), method="L-BFGS-B", bounds=[(-9.0, 9.0), (-9.0, 5.0)]
+    )
+    a, b = np.exp(res.x)
+    return float(a), float(b)
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Validation metrics per support size: MSE, Kendall tau, NLL and interval coverage."""
+    out: dict[str, Any] = {}
+    for k in sorted({r["k"] for r in results}):
+        sel = [r for r in results if r["k"] == k]
+        taus = []
+        for r in sel:
+            if len(r["t"]) >= 3 and np.ptp(r["mean"]) > 0:
+                taus.append(stats.kendalltau(r["mean"], r["t"]).statistic)
+        t = np.concatenate([r["t"] for r in sel])
+        mean = np.concatenate([r["mean"] for r in sel])
+        std = np.concatenate([r["std"] for r in sel])
+        zscore = np.abs(mean - t) / std
+        out[f"{k}-shot"] = {
+            "episodes": len(sel),
+            "kendall_tau": round(float(np.nanmean(taus)), 4) if taus else None,
+            "mse": round(float(np.mean((mean - t) ** 2)), 4),
+            "nll": round(float(np.mean(0.5 * np.log(2 * np.pi * std**2) + 0.5 * zscore**2)), 4),
+            "coverage_68": round(float(np.mean(zscore <= 1.0)), 3),
+            "coverage_95": round(float(np.mean(zscore <= 1.96)), 3),
+        }
+    return out
+
+
+def _portfolio(dataset: MetaDataset) -> np.ndarray:
+    enc = dataset.encoder
+    configs = []
+    for task in dataset.tasks:
+        configs += task.best_configs(PORTFOLIO_PER_TASK)
+    return enc.encode_many(configs)

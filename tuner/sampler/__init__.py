@@ -1,0 +1,14 @@
+"""Stage 5: ``MetaPriorSampler``, the Optuna sampler that uses a meta-learned prior."""
+
+from tuner.sampler._acquisition import expected_improvement, lower_confidence_bound
+from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
+from tuner.sampler._sampler import MetaPriorSampler
+
+__all__ = [
+    "GuardState",
+    "MetaPriorSampler",
+    "NegativeTransferGuard",
+    "concordance",
+    "expected_improvement",
+    "lower_confidence_bound",
+]

@@ -1,0 +1,506 @@
+"""``MetaPriorSampler``: an Optuna sampler driven by a meta-learned prior."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner._errors import MttuneError
+from tuner.prior import AdaptedPrior, MetaPrior, load_prior, observation_targets
+from tuner.prior._prior import diverse_top
+from tuner.sampler._acquisition import ACQUISITIONS, candidates
+from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
+from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
+from tuner.space import SearchSpace
+
+__all__ = ["MetaPriorSampler"]
+
+_logger = logging.getLogger(__name__)
+
+ATTR_SOURCE = "mttune.source"
+ATTR_PRED_MEAN = "mttune.pred_mean"
+ATTR_PRED_STD = "mttune.pred_std"
+ATTR_GUARD = "mttune.guard"
+ATTR_CONCORDANCE = "mttune.concordance"
+
+SOURCE_ZERO_SHOT = "prior"
+SOURCE_ADAPTED = "adapted-prior"
+SOURCE_FALLBACK = "fallback"
+
+_ZERO_SHOT_SPACING = 0.15
+_DUPLICATE_DISTANCE = 1e-3
+_RUNNING_SPACING = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decision:
+    source: str
+    guard: GuardState
+
+
+@dataclasses.dataclass
+class _Observations:
+    numbers: tuple[int, ...]
+    configs: list[dict[str, Any]]
+    x: np.ndarray
+    y: np.ndarray  # oriented: lower is better
+
+
+# The GP's hyperparameters are refitted when the number of observations reaches one of these
+# (then reused until the next): cheap asks, and deterministic, since each fit depends only on
+# the first ``n`` observations.
+_GP_REFIT_AT = (2, 4, 6, 9, 13, 19, 28, 42, 63, 95, 142, 213)
+
+
+def _refit_point(n: int) -> int:
+    if n >= _GP_REFIT_AT[-1]:
+        return _GP_REFIT_AT[-1] + (n - _GP_REFIT_AT[-1]) // 100 * 100
+    return max(b for b in _GP_REFIT_AT if b <= n)
+
+
+@dataclasses.dataclass
+class _Model:
+    """The study's surrogate: the adapted prior plus a GP on its residuals."""
+
+    adapted: AdaptedPrior
+    gp: ResidualGP | None
+    incumbent: float
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pred = self.adapted.predict(x)
+        if self.gp is None:
+            return pred.mean, pred.std
+        gm, gv = self.gp.predict(x)
+        cal = self.adapted.prior.calibration
+        i = cal.bucket(self.adapted.k)
+        ens_var = cal.a[i] * pred.members.var(axis=0)
+        return pred.mean + gm, np.sqrt(gv + ens_var)
+
+
+class MetaPriorSampler(BaseSampler):
+    """Sample from a meta-learned prior, adapted to the study, guarded against bad transfer.
+
+    The first ``n_startup_trials`` trials are the prior's zero-shot proposals (diverse, best
+    first). After that each trial adapts the prior to the study's finished trials (MAML inner
+    steps) and takes the candidate with the best acquisition value under the prior's
+    calibrated uncertainty. A :class:`NegativeTransferGuard` keeps measuring how well the
+    prior predicts the study; while it does not, trials go to the ``fallback`` sampler.
+
+    Parameters outside the prior's space, conditional parameters that are inactive in the
+    proposal, and parameters with another distribution than the prior's go to ``fallback``,
+    so any define-by-run objective works. Multi-objective studies are handed to ``fallback``
+    entirely (with a warning): the prior models one objective.
+
+    Every trial records, in its user attributes, where it came from (``mttune.source``:
+    ``prior``, ``adapted-prior`` or ``fallback``), the prior's prediction and uncertainty for
+    it (``mttune.pred_mean`` / ``mttune.pred_std``, in the prior's target units: rank-based,
+    relative to the observations, lower is better), its concordance evidence
+    (``mttune.concordance``) and the guard's state (``mttune.guard``).
+
+    Args:
+        prior: A :class:`~tuner.prior.MetaPrior`, or the path of a prior file.
+        n_startup_trials: Zero-shot trials before adaptation starts.
+        fallback: Sampler for everything the prior does not cover (default: TPE).
+        guard: The negative-transfer guard (default settings when ``None``).
+        acquisition: ``"ei"`` (expected improvement) or ``"lcb"`` (lower confidence bound).
+        n_candidates: Uniform random candidates per trial (plus the prior's portfolio and
+            local moves around the best observed configs).
+        max_observations: Trials used for adaptation at most (the best half and a random
+            rest beyond that).
+        seed: Seed; the same seed gives the same suggestions.
+        space: When given, the prior must be for this search space.
+    """
+
+    def __init__(
+        self,
+        prior: MetaPrior | str | os.PathLike[str],
+        *,
+        n_startup_trials: int = 1,
+        fallback: BaseSampler | None = None,
+        guard: NegativeTransferGuard | None = None,
+        acquisition: str = "ei",
+        n_candidates: int = 1024,
+        max_observations: int = 256,
+        seed: int | None = None,
+        space: SearchSpace | None = None,
+    ) -> None:
+        if not isinstance(prior, MetaPrior):
+            prior = load_prior(prior, space=space)
+        elif space is not None and space.hash != prior.space.hash:
+            raise MttuneError(
+                "the prior was trained for another search space: "
+                + "; ".join(prior.space.diff(space)[:8])
+            )
+        if n_startup_trials < 0:
+            raise MttuneError(f"n_startup_trials must be >= 0, got {n_startup_trials!r}.")
+        if acquisition not in ACQUISITIONS:
+            raise MttuneError(
+                f"acquisition must be one of {sorted(ACQUISITIONS)}, got {acquisition!r}."
+            )
+        if n_candidates < 1:
+            raise MttuneError(f"n_candidates must be >= 1, got {n_candidates!r}.")
+        if max_observations < 2:
+            raise MttuneError(f"max_observations must be >= 2, got {max_observations!r}.")
+        self._prior = prior
+        self._space = prior.space
+        self._encoder = prior.encoder
+        self._n_startup_trials = n_startup_trials
+        self._fallback = fallback or optuna.samplers.TPESampler(seed=seed)
+        self._guard = guard or NegativeTransferGuard()
+        self._acquisition = acquisition
+        self._n_candidates = n_candidates
+        self._max_observations = max_observations
+        self._seed = seed
+        self._base_seed: int | None = seed
+        self._lock = threading.Lock()
+        self._decisions: dict[int, _Decision] = {}
+        self._adapted: dict[int, tuple[tuple[int, ...], AdaptedPrior]] = {}
+        self._gp_cache: dict[tuple[int, tuple[int, ...]], GPParams] = {}
+        self._warned_multi = False
+        self._warned_guard = False
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def prior(self) -> MetaPrior:
+        """The prior this sampler uses."""
+        return self._prior
+
+    @property
+    def fallback(self) -> BaseSampler:
+        """The sampler used where the prior does not apply or is not trusted."""
+        return self._fallback
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_decisions"] = {}
+        state["_adapted"] = {}
+        state["_gp_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def reseed_rng(self) -> None:
+        """Draw a fresh random base seed (and reseed the fallback)."""
+        self._base_seed = int(np.random.SeedSequence().entropy % (2**63))
+        self._fallback.reseed_rng()
+
+    def _rng(self, trial: FrozenTrial, salt: int = 0) -> np.random.Generator:
+        with self._lock:
+            if self._base_seed is None:
+                self._base_seed = int(np.random.SeedSequence().entropy % (2**63))
+            base = self._base_seed
+        return np.random.default_rng([base, trial.number, salt])
+
+    def _set_attr(self, study: Study, trial: FrozenTrial, key: str, value: Any) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        trial.user_attrs[key] = value
+
+    # ------------------------------------------------------------------ decisions
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._fallback.before_trial(study, trial)
+        self._decide(study, trial)
+
+    def _decide(self, study: Study, trial: FrozenTrial) -> _Decision:
+        with self._lock:
+            cached = self._decisions.get(trial._trial_id)
+        if cached is not None:
+            return cached
+        if study._is_multi_objective():
+            if not self._warned_multi:
+                _logger.warning(
+                    "MetaPriorSampler: study %r is multi-objective; the prior models one "
+                    "objective, so every trial goes to the fallback sampler.",
+                    study.study_name,
+                )
+                self._warned_multi = True
+            decision = _Decision(SOURCE_FALLBACK, GuardState(0.0, 0, None, None, False))
+        else:
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            n_obs = sum(1 for t in complete if self._fits(t.params))
+            evidence = [
+                t.user_attrs[ATTR_CONCORDANCE]
+                for t in sorted(complete, key=lambda t: t.number)
+                if isinstance(t.user_attrs.get(ATTR_CONCORDANCE), int | float)
+            ]
+            state = self._guard.assess(evidence)
+            if n_obs < self._n_startup_trials:
+                source = SOURCE_ZERO_SHOT
+            elif self._rng(trial, salt=1).random() < state.trust:
+                source = SOURCE_ADAPTED
+            else:
+                source = SOURCE_FALLBACK
+            if state.fired and not self._warned_guard:
+                _logger.warning(
+                    "MetaPriorSampler: the prior ranks this study's trials poorly (mean "
+                    "concordance %.2f over %d trials, 0.5 is chance); trusting the fallback "
+                    "sampler for %.0f%% of the next trials.",
+                    state.concordance,
+                    state.evidence,
+                    100 * (1 - state.trust),
+                )
+                self._warned_guard = True
+            decision = _Decision(source, state)
+        with self._lock:
+            self._decisions[trial._trial_id] = decision
+        self._set_attr(study, trial, ATTR_SOURCE, decision.source)
+        self._set_attr(study, trial, ATTR_GUARD, decision.guard.to_dict())
+        return decision
+
+    # ------------------------------------------------------------------ search space
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """The prior's parameters (unless the study uses them otherwise), or the fallback's."""
+        decision = self._decide(study, trial)
+        if decision.source == SOURCE_FALLBACK:
+            return self._fallback.infer_relative_search_space(study, trial)
+        return self._compatible_space(study)
+
+    def _compatible_space(self, study: Study) -> dict[str, BaseDistribution]:
+        conflicts: set[str] = set()
+        prior_dists = self._space.distributions
+        for t in study.get_trials(deepcopy=False):
+            for name, dist in t.distributions.items():
+                if name in prior_dists and dist != prior_dists[name]:
+                    conflicts.add(name)
+        return {n: d for n, d in prior_dists.items() if n not in conflicts}
+
+    def _fits(self, params: dict[str, Any]) -> bool:
+        sub = {k: v for k, v in params.items() if k in self._space.params}
+        return self._space.contains(sub) is None
+
+    # ------------------------------------------------------------------ sampling
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """Propose values for the relative search space (prior or fallback)."""
+        if not search_space:
+            return {}
+        decision = self._decide(study, trial)
+        if decision.source == SOURCE_FALLBACK:
+            params = dict(self._fallback.sample_relative(study, trial, search_space))
+        else:
+            handled = {
+                n: d
+                for n, d in search_space.items()
+                if self._space.params.get(n) is not None
+                and self._space.params[n].distribution == d
+            }
+            params = self._sample_prior(study, trial, decision, handled) if handled else {}
+        for name, dist in search_space.items():
+            if name not in params:
+                params[name] = self._fallback.sample_independent(study, trial, name, dist)
+        return params
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        """Parameters the prior does not cover are sampled by the fallback."""
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def _observations(
+        self, study: Study, *, before: FrozenTrial | None = None, exclude: int | None = None
+    ) -> _Observations:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if before is not None and before.datetime_start is not None:
+            trials = [
+                t
+                for t in trials
+                if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
+            ]
+        trials = [
+            t
+            for t in trials
+            if t.number != exclude and t.value is not None and self._fits(t.params)
+        ]
+        trials.sort(key=lambda t: t.number)
+        configs = [{k: t.params[k] for k in self._space.active_params(t.params)} for t in trials]
+        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
+        y = np.array([sign * float(t.value) for t in trials])
+        x = self._encoder.encode_many(configs) if configs else np.zeros((0, self._encoder.dim))
+        return _Observations(tuple(t.number for t in trials), configs, x, y)
+
+    def _subset(self, obs: _Observations, rng: np.random.Generator) -> np.ndarray:
+        """Indices of the observations used: all, or the best half and a random rest."""
+        idx = np.arange(len(obs.y))
+        if len(idx) <= self._max_observations:
+            return idx
+        half = self._max_observations // 2
+        best = np.argsort(obs.y, kind="stable")[:half]
+        rest = rng.choice(np.setdiff1d(idx, best), self._max_observations - half, replace=False)
+        return np.sort(np.concatenate([best, rest]))
+
+    def _adapt(self, obs: _Observations, idx: np.ndarray) -> tuple[AdaptedPrior, np.ndarray]:
+        """The prior adapted to the observations ``idx``, and their targets."""
+        t = observation_targets(obs.y[idx], "minimize")  # obs.y is already oriented
+        return self._prior.adapt(obs.x[idx], t), t
+
+    def _model(self, study: Study, obs: _Observations, rng: np.random.Generator) -> _Model:
+        idx = self._subset(obs, rng)
+        adapted, t = self._adapt(obs, idx)
+        gp = None
+        if len(idx) >= _GP_REFIT_AT[0]:
+            residual = t - adapted.predict(obs.x[idx]).mean
+            params = self._gp_params(study, obs, len(obs.y))
+            gp = ResidualGP(obs.x[idx], residual, params)
+        return _Model(adapted, gp, float(t.min()))
+
+    def _gp_params(self, study: Study, obs: _Observations, n: int) -> GPParams:
+        """Hyperparameters fitted on the first ``_refit_point(n)`` observations (cached)."""
+        point = min(_refit_point(n), len(obs.y))
+        key = (study._study_id, obs.numbers[:point])
+        with self._lock:
+            cached = self._gp_cache.get(key)
+        if cached is not None:
+            return cached
+        first = _Observations(
+            obs.numbers[:point], obs.configs[:point], obs.x[:point], obs.y[:point]
+        )
+        idx = self._subset(first, np.random.default_rng(point))
+        adapted, t = self._adapt(first, idx)
+        residual = t - adapted.predict(first.x[idx]).mean
+        cal = self._prior.calibration
+        amplitude = cal.b[cal.bucket(len(idx))]
+        params = fit_gp(first.x[idx], residual, amplitude=amplitude)
+        with self._lock:
+            if len(self._gp_cache) > 64:
+                self._gp_cache.clear()
+            self._gp_cache[key] = params
+        return params
+
+    def _sample_prior(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        decision: _Decision,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        rng = self._rng(trial, salt=2)
+        zero_shot = decision.source == SOURCE_ZERO_SHOT
+        obs = self._observations(study)
+        fixed = {
+            k: v
+            for k, v in trial.system_attrs.get("fixed_params", {}).items()
+            if k in self._space.params
+        }
+        incumbents = (
+            obs.x[np.argsort(obs.y, kind="stable")[:3]]
+            if len(obs.y)
+            else np.zeros((0, self._encoder.dim))
+        )
+        cands = candidates(
+            self._encoder,
+            rng,
+            n_random=self._n_candidates,
+            portfolio=self._prior.portfolio,
+            incumbents=incumbents,
+            fixed=fixed,
+        )
+        others = self._other_configs(study, trial)
+        if zero_shot:
+            adapted = self._prior.adapt()
+            pred = adapted.predict(cands)
+            mean, std = pred.mean, pred.std
+            taken = np.vstack([obs.x, others])
+            idx = diverse_top(
+                cands, mean, 1, _ZERO_SHOT_SPACING, taken=taken if len(taken) else None
+            )[0]
+        else:
+            model = self._model(study, obs, rng)
+            adapted = model.adapted
+            mean, std = model.predict(cands)
+            score = ACQUISITIONS[self._acquisition](mean, std, model.incumbent)
+            score = np.where(_min_distance(cands, obs.x) < _DUPLICATE_DISTANCE, -np.inf, score)
+            score = np.where(_min_distance(cands, others) < _RUNNING_SPACING, -np.inf, score)
+            if not np.isfinite(score).any():
+                score = -mean
+            idx = int(np.argmax(score))
+        config = self._encoder.decode(cands[idx])
+        self._set_attr(study, trial, ATTR_PRED_MEAN, round(float(mean[idx]), 6))
+        self._set_attr(study, trial, ATTR_PRED_STD, round(float(std[idx]), 6))
+        with self._lock:
+            self._adapted[trial._trial_id] = (obs.numbers, adapted)
+        return {k: v for k, v in config.items() if k in search_space}
+
+    def _other_configs(self, study: Study, trial: FrozenTrial) -> np.ndarray:
+        """Encoded configs of the other trials still running (to keep parallel trials apart)."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        configs = []
+        for t in running:
+            if t.number == trial.number or not self._fits(t.params):
+                continue
+            configs.append({k: t.params[k] for k in self._space.active_params(t.params)})
+        if not configs:
+            return np.zeros((0, self._encoder.dim))
+        return self._encoder.encode_many(configs)
+
+    # ------------------------------------------------------------------ evidence
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        """Record the prior's prequential evidence on the finished trial, then clean up."""
+        try:
+            if (
+                state == TrialState.COMPLETE
+                and values is not None
+                and len(values) == 1
+                and not study._is_multi_objective()
+                and self._fits(trial.params)
+            ):
+                self._record_evidence(study, trial, float(values[0]))
+        finally:
+            with self._lock:
+                self._decisions.pop(trial._trial_id, None)
+                self._adapted.pop(trial._trial_id, None)
+            self._fallback.after_trial(study, trial, state, values)
+
+    def _record_evidence(self, study: Study, trial: FrozenTrial, value: float) -> None:
+        obs = self._observations(study, before=trial, exclude=trial.number)
+        if len(obs.y) < 2:
+            return
+        with self._lock:
+            cached = self._adapted.get(trial._trial_id)
+        if cached is not None and cached[0] == obs.numbers:
+            adapted = cached[1]
+        else:
+            adapted, _ = self._adapt(obs, self._subset(obs, self._rng(trial, salt=3)))
+        config = {k: trial.params[k] for k in self._space.active_params(trial.params)}
+        x_new = self._encoder.encode(config)[None]
+        pred = adapted.predict(np.vstack([x_new, obs.x]))
+        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
+        c = concordance(pred.mean[0], sign * value, pred.mean[1:], obs.y)
+        if ATTR_PRED_MEAN not in trial.user_attrs:
+            self._set_attr(study, trial, ATTR_PRED_MEAN, round(float(pred.mean[0]), 6))
+            self._set_attr(study, trial, ATTR_PRED_STD, round(float(pred.std[0]), 6))
+        if c is not None:
+            self._set_attr(study, trial, ATTR_CONCORDANCE, round(c, 4))
+
+
+def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """RMS distance of each candidate to its nearest point (``inf`` without points)."""
+    if len(points) == 0:
+        return np.full(len(cands), np.inf)
+    d2 = (cands**2).sum(1)[:, None] + (points**2).sum(1)[None, :] - 2 * cands @ points.T
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0) / cands.shape[1])
