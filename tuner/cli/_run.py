@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tuner.prior import load_prior
 from tuner.runners import (
     PRUNERS,
     SAMPLERS,
@@ -20,8 +21,10 @@ from tuner.runners import (
     make_progress,
     make_pruner,
     make_sampler,
+    record_prior,
     run_study,
 )
+from tuner.sampler import MetaPriorSampler
 from tuner.space import load_space
 from tuner.studies import default_storage_url, normalize_url
 
@@ -39,6 +42,8 @@ Two forms of script (see README, "Training scripts"):
 _EPILOG = """\
 examples:
   mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 30
+  mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml \
+      --prior studies/mlp.prior.safetensors      # warm-start from past studies
   mttune run train.sh --space space.yaml --study resnet --sampler random --seed 0
   mttune run train.py --space space.yaml --storage postgresql://me@db/optuna --n-jobs 4
   mttune run train.py --space space.yaml -- --epochs 5     # extra args for the script
@@ -125,6 +130,7 @@ def handle(args: argparse.Namespace) -> int:
     from tuner.cli._main import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK
 
     space = load_space(args.space)
+    prior = load_prior(args.prior, space=space) if args.prior else None
     study_name = args.study or space.name or Path(args.script).stem
     storage = normalize_url(args.storage) if args.storage else default_storage_url(study_name)
     script = ScriptSpec.detect(
@@ -152,6 +158,9 @@ def handle(args: argparse.Namespace) -> int:
     n_existing = len(study.get_trials(deepcopy=False))
     seed = None if args.seed is None else args.seed + 1_000_003 * n_existing
     study.sampler = make_sampler(args.sampler, seed)
+    if prior is not None:
+        study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)
+        record_prior(study, prior, args.prior)
     console = Console(stderr=True, highlight=False)
     summary = run_study(
         study, script, space, options, progress=make_progress(args.progress, console)

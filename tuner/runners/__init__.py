@@ -22,6 +22,7 @@ from tuner.runners._study import (
     count_trials,
     make_pruner,
     make_sampler,
+    record_prior,
     trial_seed,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "make_progress",
     "make_pruner",
     "make_sampler",
+    "record_prior",
     "run_script",
     "run_study",
     "trial_seed",

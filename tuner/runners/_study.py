@@ -49,6 +49,7 @@ __all__ = [
     "make_pruner",
     "make_sampler",
     "outcome_attrs",
+    "record_prior",
     "recover_interrupted",
     "runner_attr",
     "trial_seed",
@@ -251,3 +252,19 @@ def fail_orphaned_trials(
                 time.sleep(min(1.0, grace_period / 4))
                 fail_stale_trials(study)
     return sorted(before - {t.number for t in orphans()})
+
+
+def record_prior(study: optuna.Study, prior: Any, path: str | None = None) -> None:
+    """Note on the study which prior drove it (``mttune:prior``), for ``mttune review``."""
+    info = prior.info if isinstance(getattr(prior, "info", None), dict) else {}
+    used = info.get("sources", {}).get("used", [])
+    study.set_user_attr(
+        "mttune:prior",
+        {
+            "path": None if path is None else str(path),
+            "space_hash": prior.space.hash,
+            "sources": [u.get("task") for u in used][:200],
+            "source_trials": sum(int(u.get("trials", 0)) for u in used),
+            "validation": info.get("validation", {}),
+        },
+    )
