@@ -86,7 +86,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="tpe",
-        help="Optuna sampler (default tpe; with --prior the prior's sampler)",
+        help="Optuna sampler (default tpe); with --prior, the fallback of MetaPriorSampler",
+    )
+    p.add_argument(
+        "--prior",
+        help="warm-start prior (.safetensors from mttune meta-train): tune with "
+        "MetaPriorSampler",
     )
     p.add_argument(
         "--pruner",
