@@ -164,9 +164,11 @@ class MetaPriorSampler(BaseSampler):
         self._seed = seed
         self._base_seed: int | None = seed
         self._lock = threading.Lock()
+        self._propose_lock = threading.Lock()
         self._decisions: dict[int, _Decision] = {}
         self._adapted: dict[int, tuple[tuple[int, ...], AdaptedPrior]] = {}
         self._gp_cache: dict[tuple[int, tuple[int, ...]], GPParams] = {}
+        self._proposals: dict[int, dict[str, Any]] = {}
         self._warned_multi = False
         self._warned_guard = False
 
@@ -184,14 +186,17 @@ class MetaPriorSampler(BaseSampler):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
+        del state["_propose_lock"]
         state["_decisions"] = {}
         state["_adapted"] = {}
         state["_gp_cache"] = {}
+        state["_proposals"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._propose_lock = threading.Lock()
 
     def reseed_rng(self) -> None:
         """Draw a fresh random base seed (and reseed the fallback)."""
@@ -230,7 +235,7 @@ class MetaPriorSampler(BaseSampler):
             decision = _Decision(SOURCE_FALLBACK, GuardState(0.0, 0, None, None, False))
         else:
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            n_obs = sum(1 for t in complete if self._fits(t.params))
+            n_obs = sum(1 for t in complete if self._fits(t))
             evidence = [
                 t.user_attrs[ATTR_CONCORDANCE]
                 for t in sorted(complete, key=lambda t: t.number)
@@ -264,43 +269,49 @@ class MetaPriorSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        """The prior's parameters (unless the study uses them otherwise), or the fallback's."""
-        decision = self._decide(study, trial)
-        if decision.source == SOURCE_FALLBACK:
+        """The fallback's relative space on fallback trials; empty on prior trials.
+
+        Prior trials take their values lazily in :meth:`sample_independent`, where the
+        distribution the objective asks for is known: a parameter is taken from the prior
+        only when it is asked with exactly the prior's distribution, so an objective that
+        uses a name differently never conflicts with the prior.
+        """
+        if self._decide(study, trial).source == SOURCE_FALLBACK:
             return self._fallback.infer_relative_search_space(study, trial)
-        return self._compatible_space(study)
+        return {}
 
-    def _compatible_space(self, study: Study) -> dict[str, BaseDistribution]:
-        conflicts: set[str] = set()
-        prior_dists = self._space.distributions
-        for t in study.get_trials(deepcopy=False):
-            for name, dist in t.distributions.items():
-                if name in prior_dists and dist != prior_dists[name]:
-                    conflicts.add(name)
-        return {n: d for n, d in prior_dists.items() if n not in conflicts}
-
-    def _fits(self, params: dict[str, Any]) -> bool:
-        sub = {k: v for k, v in params.items() if k in self._space.params}
+    def _fits(self, trial: FrozenTrial) -> bool:
+        """Whether the trial's prior-space parameters are valid, with the prior's distributions."""
+        sub = {k: v for k, v in trial.params.items() if k in self._space.params}
+        if any(trial.distributions[k] != self._space.params[k].distribution for k in sub):
+            return False
         return self._space.contains(sub) is None
+
+    def _covers(self, name: str, distribution: BaseDistribution) -> bool:
+        param = self._space.params.get(name)
+        return param is not None and param.distribution == distribution
 
     # ------------------------------------------------------------------ sampling
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        """Propose values for the relative search space (prior or fallback)."""
+        """Values for ``search_space``.
+
+        On fallback trials the fallback's; otherwise the prior's proposal for the parameters
+        it covers and the fallback's values for the rest.
+        """
         if not search_space:
             return {}
         decision = self._decide(study, trial)
         if decision.source == SOURCE_FALLBACK:
             params = dict(self._fallback.sample_relative(study, trial, search_space))
         else:
-            handled = {
-                n: d
+            proposal = self._proposal(study, trial, decision)
+            params = {
+                n: proposal[n]
                 for n, d in search_space.items()
-                if self._space.params.get(n) is not None
-                and self._space.params[n].distribution == d
+                if n in proposal and self._covers(n, d)
             }
-            params = self._sample_prior(study, trial, decision, handled) if handled else {}
         for name, dist in search_space.items():
             if name not in params:
                 params[name] = self._fallback.sample_independent(study, trial, name, dist)
@@ -313,8 +324,27 @@ class MetaPriorSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        """Parameters the prior does not cover are sampled by the fallback."""
+        """The prior's proposal where it covers the parameter, else the fallback's value."""
+        decision = self._decide(study, trial)
+        if decision.source != SOURCE_FALLBACK and self._covers(param_name, param_distribution):
+            proposal = self._proposal(study, trial, decision)
+            if param_name in proposal:
+                return proposal[param_name]
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def _proposal(self, study: Study, trial: FrozenTrial, decision: _Decision) -> dict[str, Any]:
+        """The prior's joint config for this trial, computed once at its first parameter."""
+        # One proposal at a time per process, so parallel trials see each other's pending
+        # proposals and do not pick the same config.
+        with self._propose_lock:
+            with self._lock:
+                cached = self._proposals.get(trial._trial_id)
+            if cached is not None:
+                return cached
+            proposal = self._sample_prior(study, trial, decision)
+            with self._lock:
+                self._proposals[trial._trial_id] = proposal
+            return proposal
 
     def _observations(
         self, study: Study, *, before: FrozenTrial | None = None, exclude: int | None = None
@@ -327,9 +357,7 @@ class MetaPriorSampler(BaseSampler):
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
         trials = [
-            t
-            for t in trials
-            if t.number != exclude and t.value is not None and self._fits(t.params)
+            t for t in trials if t.number != exclude and t.value is not None and self._fits(t)
         ]
         trials.sort(key=lambda t: t.number)
         configs = [{k: t.params[k] for k in self._space.active_params(t.params)} for t in trials]
@@ -391,7 +419,6 @@ class MetaPriorSampler(BaseSampler):
         study: Study,
         trial: FrozenTrial,
         decision: _Decision,
-        search_space: dict[str, BaseDistribution],
     ) -> dict[str, Any]:
         rng = self._rng(trial, salt=2)
         zero_shot = decision.source == SOURCE_ZERO_SHOT
@@ -438,16 +465,17 @@ class MetaPriorSampler(BaseSampler):
         self._set_attr(study, trial, ATTR_PRED_STD, round(float(std[idx]), 6))
         with self._lock:
             self._adapted[trial._trial_id] = (obs.numbers, adapted)
-        return {k: v for k, v in config.items() if k in search_space}
+        return config
 
     def _other_configs(self, study: Study, trial: FrozenTrial) -> np.ndarray:
-        """Encoded configs of the other trials still running (to keep parallel trials apart)."""
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        """Encoded configs of the other running trials and of pending proposals."""
         configs = []
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         for t in running:
-            if t.number == trial.number or not self._fits(t.params):
-                continue
-            configs.append({k: t.params[k] for k in self._space.active_params(t.params)})
+            if t.number != trial.number and t.params and self._fits(t):
+                configs.append({k: t.params[k] for k in self._space.active_params(t.params)})
+        with self._lock:
+            configs += [c for tid, c in self._proposals.items() if tid != trial._trial_id]
         if not configs:
             return np.zeros((0, self._encoder.dim))
         return self._encoder.encode_many(configs)
@@ -467,13 +495,14 @@ class MetaPriorSampler(BaseSampler):
                 and values is not None
                 and len(values) == 1
                 and not study._is_multi_objective()
-                and self._fits(trial.params)
+                and self._fits(trial)
             ):
                 self._record_evidence(study, trial, float(values[0]))
         finally:
             with self._lock:
                 self._decisions.pop(trial._trial_id, None)
                 self._adapted.pop(trial._trial_id, None)
+                self._proposals.pop(trial._trial_id, None)
             self._fallback.after_trial(study, trial, state, values)
 
     def _record_evidence(self, study: Study, trial: FrozenTrial, value: float) -> None:

@@ -252,8 +252,13 @@ class SearchSpace:
             if name not in config:
                 return f"active parameter '{name}' is missing"
             dist = self.params[name].distribution
+            value = config[name]
+            if not isinstance(dist, CategoricalDistribution) and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                return f"'{name}'={value!r} is not a number"
             try:
-                internal = dist.to_internal_repr(config[name])
+                internal = dist.to_internal_repr(value)
             except (ValueError, TypeError):
                 return f"'{name}'={config[name]!r} is not a valid value for {dist}"
             if not dist._contains(internal):
