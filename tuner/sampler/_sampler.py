@@ -55,7 +55,7 @@ class _Observations:
     configs: list[dict[str, Any]]
     x: np.ndarray
     y: np.ndarray  # oriented: lower is better
-
+    failed: np.ndarray  # failed trials: as bad as the worst observation
 
 # The GP's hyperparameters are refitted when the number of observations reaches one of these
 # (then reused until the next): cheap asks, and deterministic, since each fit depends only on
@@ -347,9 +347,21 @@ class MetaPriorSampler(BaseSampler):
             return proposal
 
     def _observations(
-        self, study: Study, *, before: FrozenTrial | None = None, exclude: int | None = None
+        self,
+        study: Study,
+        *,
+        before: FrozenTrial | None = None,
+        exclude: int | None = None,
+        failures: bool = True,
     ) -> _Observations:
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        """Finished trials in the prior's space, oriented so that lower is better.
+
+        Failed trials (a crash, a NaN) count as worse than every completed one, so the
+        sampler learns to avoid the regions where the script fails; trials that failed only
+        because their runner was interrupted (``interrupted`` attribute) do not count.
+        """
+        states = (TrialState.COMPLETE, TrialState.FAIL) if failures else (TrialState.COMPLETE,)
+        trials = study.get_trials(deepcopy=False, states=states)
         if before is not None and before.datetime_start is not None:
             trials = [
                 t
@@ -357,14 +369,23 @@ class MetaPriorSampler(BaseSampler):
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
         trials = [
-            t for t in trials if t.number != exclude and t.value is not None and self._fits(t)
+            t
+            for t in trials
+            if t.number != exclude
+            and (t.value is not None or t.state == TrialState.FAIL)
+            and not t.user_attrs.get("interrupted")
+            and self._fits(t)
         ]
         trials.sort(key=lambda t: t.number)
         configs = [{k: t.params[k] for k in self._space.active_params(t.params)} for t in trials]
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-        y = np.array([sign * float(t.value) for t in trials])
+        y = np.array([np.nan if t.value is None else sign * float(t.value) for t in trials])
+        finite = y[np.isfinite(y)]
+        worst = float(finite.max()) + 1.0 if len(finite) else 1.0
+        failed = ~np.isfinite(y)
+        y = np.where(failed, worst, y)
         x = self._encoder.encode_many(configs) if configs else np.zeros((0, self._encoder.dim))
-        return _Observations(tuple(t.number for t in trials), configs, x, y)
+        return _Observations(tuple(t.number for t in trials), configs, x, y, failed)
 
     def _subset(self, obs: _Observations, rng: np.random.Generator) -> np.ndarray:
         """Indices of the observations used: all, or the best half and a random rest."""
@@ -379,6 +400,8 @@ class MetaPriorSampler(BaseSampler):
     def _adapt(self, obs: _Observations, idx: np.ndarray) -> tuple[AdaptedPrior, np.ndarray]:
         """The prior adapted to the observations ``idx``, and their targets."""
         t = observation_targets(obs.y[idx], "minimize")  # obs.y is already oriented
+        # failures all share the worst rank; give each the worst target, not their mid-rank
+        t = np.where(obs.failed[idx], t.max(initial=0.0), t)
         return self._prior.adapt(obs.x[idx], t), t
 
     def _model(self, study: Study, obs: _Observations, rng: np.random.Generator) -> _Model:
@@ -400,7 +423,8 @@ class MetaPriorSampler(BaseSampler):
         if cached is not None:
             return cached
         first = _Observations(
-            obs.numbers[:point], obs.configs[:point], obs.x[:point], obs.y[:point]
+            obs.numbers[:point], obs.configs[:point], obs.x[:point], obs.y[:point],
+            obs.failed[:point],
         )
         idx = self._subset(first, np.random.default_rng(point))
         adapted, t = self._adapt(first, idx)
@@ -506,7 +530,7 @@ class MetaPriorSampler(BaseSampler):
             self._fallback.after_trial(study, trial, state, values)
 
     def _record_evidence(self, study: Study, trial: FrozenTrial, value: float) -> None:
-        obs = self._observations(study, before=trial, exclude=trial.number)
+        obs = self._observations(study, before=trial, exclude=trial.number, failures=False)
         if len(obs.y) < 2:
             return
         with self._lock:
