@@ -5,24 +5,20 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO, SCRIPTS
+from tests.runners._studies import trials as _trials
+from tests.runners._studies import wait_for_trials as _wait_for_trials
 from tuner.cli import main
 
 SPACES = REPO / "tests" / "spaces"
-
-
-def _trials(db: Path, study: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{db}").get_trials()
 
 
 def _run(*args: str) -> int:
@@ -316,23 +312,6 @@ def _start_run(tmp_path: Path, n_trials: int, extra_env: dict[str, str]) -> subp
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _wait_for_trials(db: Path, state: str, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as con:
-                    got = con.execute(
-                        "SELECT COUNT(*) FROM trials WHERE state = ?", (state,)
-                    ).fetchone()[0]
-                if got >= n:
-                    return
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"never saw {n} {state} trials in {db}")
 
 
 def _check_resumed(tmp_path: Path, n_trials: int) -> None:

@@ -6,14 +6,19 @@ import argparse
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
+import optuna
 from rich.console import Console
 from rich.table import Table
 
-from tuner.prior import load_prior
+from tuner._errors import MttuneError
+from tuner.prior import MetaPrior, load_prior
 from tuner.runners import (
     PRUNERS,
     SAMPLERS,
+    SCHEDULERS,
+    RayOptions,
     RunOptions,
     RunSummary,
     ScriptSpec,
@@ -21,11 +26,13 @@ from tuner.runners import (
     make_progress,
     make_pruner,
     make_sampler,
+    ray_cluster,
     record_prior,
+    run_ray,
     run_study,
 )
 from tuner.sampler import MetaPriorSampler
-from tuner.space import load_space
+from tuner.space import SearchSpace, load_space
 from tuner.studies import default_storage_url, normalize_url
 
 _DESCRIPTION = """\
@@ -37,6 +44,10 @@ ones are re-run, and only the missing trials (up to --n-trials) are added.
 Two forms of script (see README, "Training scripts"):
   a Python file defining  train(params: dict, report) -> float | dict
   any executable: gets --name value arguments and MTTUNE_PARAMS (JSON), prints JSON lines
+
+Backends: optuna (default) runs the trials from this process; ray runs them through Ray
+Tune, on a Ray started for the run or on a cluster (--address), with ASHA early stopping.
+Both record every trial in the same study.
 """
 
 _EPILOG = """\
@@ -47,6 +58,8 @@ examples:
   mttune run train.sh --space space.yaml --study resnet --sampler random --seed 0
   mttune run train.py --space space.yaml --storage postgresql://me@db/optuna --n-jobs 4
   mttune run train.py --space space.yaml -- --epochs 5     # extra args for the script
+  mttune run train.py --space space.yaml --backend ray --workers 8
+  mttune run train.py --space space.yaml --backend ray --address auto --gpus-per-trial 1
 """
 
 
@@ -90,17 +103,54 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--prior",
-        help="warm-start prior (.safetensors from mttune meta-train): tune with "
-        "MetaPriorSampler",
+        help="warm-start prior (.safetensors from mttune meta-train): tune with MetaPriorSampler",
     )
     p.add_argument(
         "--pruner",
         choices=PRUNERS,
-        default="median",
-        help="prune trials from their intermediate reports (default median)",
+        default=None,
+        help="Optuna backend: prune trials from their intermediate reports (default median)",
     )
     p.add_argument("--seed", type=int, help="seed for the sampler and the scripts' MTTUNE_SEED")
-    p.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel (default 1)")
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="Optuna backend: trials run in parallel (default 1)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("optuna", "ray"),
+        default="optuna",
+        help="optuna: trials run from this process (default); ray: through Ray Tune",
+    )
+    ray = p.add_argument_group("Ray backend (--backend ray)")
+    ray.add_argument(
+        "--workers",
+        type=int,
+        help="trials run at the same time (default: as many as the CPUs allow)",
+    )
+    ray.add_argument(
+        "--address",
+        help="join this Ray cluster (HEAD_HOST:6379, or auto for the one 'ray start --head' "
+        "started on this machine); default: start Ray on this machine for the run",
+    )
+    ray.add_argument(
+        "--cpus-per-trial", type=float, help="CPUs Ray reserves per trial (default 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs Ray reserves per trial (default 0)"
+    )
+    ray.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="stop poor trials early from their intermediate reports: asha (default) or none",
+    )
+    ray.add_argument(
+        "--ray-tmp",
+        help="folder for the files of a local Ray (default /tmp/mttune-ray-<uid>); removed "
+        "at the end of the run",
+    )
     p.add_argument(
         "--protocol",
         choices=("auto", "python", "command"),
@@ -144,32 +194,28 @@ def handle(args: argparse.Namespace) -> int:
     n_trials = args.n_trials
     if n_trials is None and args.timeout is None:
         n_trials = 20
+    ray_options = _ray_options(args)
     options = RunOptions(
         n_trials=n_trials,
         timeout=args.timeout,
         trial_timeout=args.trial_timeout,
-        n_jobs=args.n_jobs,
+        n_jobs=1 if args.n_jobs is None else args.n_jobs,
         seed=args.seed,
         max_output_bytes=args.max_output_bytes,
         heartbeat=args.heartbeat,
     )
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = create_or_resume_study(
-        storage, study_name, space, None, make_pruner(args.pruner), heartbeat=args.heartbeat
-    )
-    # Resume-aware seeding: a resumed run must not replay the first run's suggestions.
-    n_existing = len(study.get_trials(deepcopy=False))
-    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing
-    study.sampler = make_sampler(args.sampler, seed)
-    if prior is not None:
-        study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)
-        record_prior(study, prior, args.prior)
     console = Console(stderr=True, highlight=False)
-    summary = run_study(
-        study, script, space, options, progress=make_progress(args.progress, console)
-    )
+    progress = make_progress(args.progress, console)
+    if ray_options is None:
+        pruner = make_pruner(args.pruner or "median")
+        study = _open_study(args, storage, study_name, space, prior, pruner)
+        summary = run_study(study, script, space, options, progress=progress)
+    else:
+        # Ray first: a cluster that cannot run the trials is refused before the study is made.
+        with ray_cluster(ray_options, log=progress.message):
+            study = _open_study(args, storage, study_name, space, prior, make_pruner("none"))
+            summary = run_ray(study, script, space, options, ray_options, progress=progress)
     command = _review_command(summary)
     if args.json:
         print(json.dumps(_summary_dict(summary, command), indent=2))
@@ -184,6 +230,74 @@ def handle(args: argparse.Namespace) -> int:
         )
         return EXIT_NO_RESULT
     return EXIT_OK
+
+
+def _open_study(
+    args: argparse.Namespace,
+    storage: str,
+    study_name: str,
+    space: SearchSpace,
+    prior: MetaPrior | None,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study:
+    """Open or create the study and give it its sampler (the same for both backends)."""
+    study = create_or_resume_study(
+        storage, study_name, space, None, pruner, heartbeat=args.heartbeat
+    )
+    # Resume-aware seeding: a resumed run must not replay the first run's suggestions.
+    n_existing = len(study.get_trials(deepcopy=False))
+    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing
+    study.sampler = make_sampler(args.sampler, seed)
+    if prior is not None:
+        study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)
+        record_prior(study, prior, args.prior)
+    return study
+
+
+_RAY_FLAGS = {
+    "workers": "--workers",
+    "address": "--address",
+    "cpus_per_trial": "--cpus-per-trial",
+    "gpus_per_trial": "--gpus-per-trial",
+    "scheduler": "--scheduler",
+    "ray_tmp": "--ray-tmp",
+}
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray options for ``--backend ray`` (``None`` for Optuna); refuses mixed options."""
+    given = [flag for attr, flag in _RAY_FLAGS.items() if getattr(args, attr) is not None]
+    if args.backend == "optuna":
+        if given:
+            raise MttuneError(
+                f"{given[0]} is an option of the Ray backend, and this run uses the Optuna "
+                "backend. Add --backend ray, or drop "
+                f"{' '.join(given)} (the Optuna backend runs trials in parallel with --n-jobs)."
+            )
+        return None
+    if args.n_jobs is not None:
+        raise MttuneError(
+            f"--n-jobs is for the Optuna backend, got --n-jobs {args.n_jobs} with --backend "
+            f"ray. Use --workers {args.n_jobs} to run that many trials at once on Ray."
+        )
+    if args.pruner is not None:
+        raise MttuneError(
+            f"--pruner is for the Optuna backend, got --pruner {args.pruner} with --backend "
+            "ray. Ray stops poor trials early with --scheduler asha (the default), or not "
+            "with --scheduler none."
+        )
+    values: dict[str, Any] = {
+        "workers": args.workers,
+        "address": args.address,
+        "temp_dir": args.ray_tmp,
+    }
+    if args.cpus_per_trial is not None:
+        values["cpus_per_trial"] = args.cpus_per_trial
+    if args.gpus_per_trial is not None:
+        values["gpus_per_trial"] = args.gpus_per_trial
+    if args.scheduler is not None:
+        values["scheduler"] = args.scheduler
+    return RayOptions(**values)
 
 
 def _review_command(summary: RunSummary) -> str:

@@ -15,6 +15,14 @@ from tuner.runners._progress import (
     make_progress,
 )
 from tuner.runners._protocol import ScriptError, ScriptSpec, TrialOutcome, run_script
+from tuner.runners._ray import (
+    SCHEDULERS,
+    RayBackendError,
+    RayOptions,
+    default_ray_temp_dir,
+    ray_cluster,
+    run_ray,
+)
 from tuner.runners._study import (
     PRUNERS,
     SAMPLERS,
@@ -29,9 +37,12 @@ from tuner.runners._study import (
 __all__ = [
     "PRUNERS",
     "SAMPLERS",
+    "SCHEDULERS",
     "LineProgress",
     "NullProgress",
     "Progress",
+    "RayBackendError",
+    "RayOptions",
     "RichProgress",
     "RunOptions",
     "RunSummary",
@@ -42,10 +53,13 @@ __all__ = [
     "TrialOutcome",
     "count_trials",
     "create_or_resume_study",
+    "default_ray_temp_dir",
     "make_progress",
     "make_pruner",
     "make_sampler",
+    "ray_cluster",
     "record_prior",
+    "run_ray",
     "run_script",
     "run_study",
     "trial_seed",

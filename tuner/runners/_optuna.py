@@ -10,25 +10,35 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from tuner._errors import MttuneError
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import DEFAULT_MAX_OUTPUT_BYTES, ScriptSpec, run_script
 from tuner.runners._study import (
     StudyCounts,
+    best_trial,
     count_trials,
     fail_dead_local_trials,
     fail_orphaned_trials,
     outcome_attrs,
     recover_interrupted,
     runner_attr,
+    storage_label,
     trial_seed,
 )
 from tuner.space import SearchSpace
 from tuner.studies import open_storage
 
-__all__ = ["RunOptions", "RunSummary", "TrialFailed", "create_or_resume_study", "run_study"]
+__all__ = [
+    "RunOptions",
+    "RunSummary",
+    "TrialFailed",
+    "create_or_resume_study",
+    "prepare_run",
+    "run_study",
+    "summarize_run",
+]
 
 
 class TrialFailed(Exception):
@@ -174,10 +184,7 @@ def run_study(
     the running trials are killed, marked ``interrupted`` and re-run by the next run.
     """
     progress = progress or NullProgress()
-    fail_dead_local_trials(study)
-    fail_orphaned_trials(study, grace_period=2 * options.heartbeat + 5, log=progress.message)
-    recovered = recover_interrupted(study)
-    start_counts = count_trials(study.get_trials(deepcopy=False))
+    recovered, start_counts = prepare_run(study, options, progress)
     remaining = None if options.n_trials is None else max(0, options.n_trials - start_counts.done)
     started = time.monotonic()
     stop_event = threading.Event()
@@ -231,7 +238,7 @@ def run_study(
         with lock:
             trials = study_.get_trials(deepcopy=False)
             counts = count_trials(trials)
-            progress.trial_finished(frozen, counts, _best(study_, trials))
+            progress.trial_finished(frozen, counts, best_trial(study_, trials))
             if on_trial is not None:
                 on_trial(frozen)
             fail_dead_local_trials(study_)
@@ -261,15 +268,50 @@ def run_study(
     finally:
         restore()
         progress.stop()
+    return summarize_run(
+        study,
+        start_counts=start_counts,
+        started=started,
+        interrupted=interrupted,
+        recovered=recovered,
+    )
+
+
+def prepare_run(
+    study: optuna.Study, options: RunOptions, progress: Progress
+) -> tuple[list[int], StudyCounts]:
+    """Before a run: recover what earlier runs left behind, then count the study.
+
+    RUNNING trials of dead runners are failed as interrupted (at once for runners on this
+    host, after their heartbeat for the others) and every interrupted trial is queued again.
+
+    Returns:
+        The numbers of the trials queued again, and the study's counts before the run.
+    """
+    fail_dead_local_trials(study)
+    fail_orphaned_trials(study, grace_period=2 * options.heartbeat + 5, log=progress.message)
+    recovered = recover_interrupted(study)
+    return recovered, count_trials(study.get_trials(deepcopy=False))
+
+
+def summarize_run(
+    study: optuna.Study,
+    *,
+    start_counts: StudyCounts,
+    started: float,
+    interrupted: bool,
+    recovered: list[int],
+) -> RunSummary:
+    """The :class:`RunSummary` of a run that began at ``started`` (``time.monotonic()``)."""
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
     return RunSummary(
         study_name=study.study_name,
-        storage=_storage_label(study),
+        storage=storage_label(study),
         counts=counts,
         ran=counts.done - start_counts.done,
         elapsed=time.monotonic() - started,
-        best=_best(study, trials),
+        best=best_trial(study, trials),
         direction=study.direction.name.lower(),
         interrupted=interrupted,
         recovered=recovered,
@@ -296,18 +338,3 @@ def _install_stop_handlers(stop_event: threading.Event) -> Callable[[], None]:
             signal.signal(sig, old)
 
     return restore
-
-
-def _best(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return None
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
-    return min(complete, key=lambda t: (sign * t.value, t.number))
-
-
-def _storage_label(study: optuna.Study) -> str:
-    storage: Any = study._storage
-    inner = getattr(storage, "_backend", storage)
-    url = getattr(inner, "url", None)
-    return str(url) if url else type(inner).__name__

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import json
 import math
@@ -382,6 +383,7 @@ def run_script(
     kill_grace: float = _KILL_GRACE_SECONDS,
     cwd: str | os.PathLike[str] | None = None,
     cancel: threading.Event | None = None,
+    die_with_parent: bool = False,
 ) -> TrialOutcome:
     """Run one trial of ``spec`` with ``params`` and collect its outcome.
 
@@ -398,6 +400,9 @@ def run_script(
         cwd: Working directory of the script (default: the current one).
         cancel: When set (from another thread), the script is killed and the trial FAILED
             with reason ``cancelled``.
+        die_with_parent: Have the kernel SIGKILL the script when the thread that started it
+            dies (Linux; ignored elsewhere): a runner killed outright, such as a Ray worker,
+            leaves no orphaned script behind.
 
     Returns:
         The :class:`TrialOutcome`. This function does not raise for script faults.
@@ -419,6 +424,7 @@ def run_script(
             env=child_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_parent_death_signal() if die_with_parent else None,
         )
     except OSError as e:
         return TrialOutcome("failed", reason=f"cannot start the script: {e}", duration=0.0)
@@ -471,6 +477,27 @@ def run_script(
     for stream in (proc.stdout, proc.stderr):
         stream.close()
     return run.outcome(exit_code, time.monotonic() - start)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking for SIGKILL when the starting thread dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, sigkill = os.getpid(), int(signal.SIGKILL)
+
+    def preexec() -> None:  # runs in the child between fork and exec: keep it minimal
+        prctl(_PR_SET_PDEATHSIG, sigkill)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), sigkill)
+
+    return preexec
 
 
 def _read_some(stream: Any) -> bytes | None:

@@ -42,6 +42,7 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "StudyCounts",
+    "best_trial",
     "count_trials",
     "fail_dead_local_trials",
     "fail_orphaned_trials",
@@ -52,6 +53,7 @@ __all__ = [
     "record_prior",
     "recover_interrupted",
     "runner_attr",
+    "storage_label",
     "trial_seed",
 ]
 
@@ -151,6 +153,23 @@ def count_trials(trials: Iterable[FrozenTrial]) -> StudyCounts:
         elif t.state == TrialState.WAITING:
             c["waiting"] += 1
     return StudyCounts(**c)
+
+
+def best_trial(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The best COMPLETE trial of ``trials`` (the lowest number among ties), else ``None``."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    return min(complete, key=lambda t: (sign * t.value, t.number))
+
+
+def storage_label(study: optuna.Study) -> str:
+    """The URL of the study's storage (for messages and ``mttune review``), else its type."""
+    storage: Any = study._storage
+    inner = getattr(storage, "_backend", storage)
+    url = getattr(inner, "url", None)
+    return str(url) if url else type(inner).__name__
 
 
 def recover_interrupted(

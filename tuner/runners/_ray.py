@@ -1,0 +1,481 @@
+"""The Ray Tune runner: ``mttune run --backend ray`` (trials on a local or remote Ray cluster).
+
+Trials run the same training-script protocol as the Optuna backend (each one a subprocess
+started by :func:`~tuner.runners.run_script`, here from a Ray worker), through a Ray Tune
+``Tuner`` with an ``OptunaSearch`` on mttune's own study and sampler, and ASHA early stopping
+fed by the script's intermediate reports.
+
+The driver (this process) owns the Optuna trials: it asks for each trial when Ray has room
+for it and tells its result when Ray reports the trial finished, so every trial lands in the
+study exactly as the Optuna backend records it (same states, values, intermediate values and
+user attributes) and ``mttune review`` cannot tell the backends apart. Ray never retries a
+trial on its own; a trial whose Ray worker died is recorded as interrupted and re-run once
+under a new number (``retry_of``), so nothing is lost or counted twice. An interrupted run
+resumes, like the Optuna backend, by running the same command again.
+
+Ray is imported only when a Ray run starts: ``import tuner`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from tuner._errors import MttuneError
+from tuner.runners._optuna import RunOptions, RunSummary, prepare_run, summarize_run
+from tuner.runners._progress import NullProgress, Progress
+from tuner.runners._protocol import ScriptSpec
+from tuner.space import SearchSpace
+
+__all__ = [
+    "SCHEDULERS",
+    "RayBackendError",
+    "RayOptions",
+    "default_ray_temp_dir",
+    "ray_cluster",
+    "run_ray",
+]
+
+SCHEDULERS = ("asha", "none")
+
+# Ray puts its sockets at <temp dir>/session_<date>_<pid>/sockets/plasma_store; a Unix socket
+# path holds at most 107 bytes.
+_MAX_TEMP_DIR_CHARS = 40
+_OBJECT_STORE_BYTES = 256 * 1024**2  # results are tiny: keep Ray's shared memory small
+_CONNECT_TIMEOUT_S = 5.0
+
+
+class RayBackendError(MttuneError):
+    """Ray cannot run the trials as asked: bad options, cluster unreachable, no resources."""
+
+
+def default_ray_temp_dir() -> Path:
+    """Where a local Ray keeps its session files: ``/tmp/mttune-ray-<uid>``."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    base = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+    return base / f"mttune-ray-{user}"
+
+
+def _temp_dir(options: RayOptions) -> Path:
+    """The run's temp folder: ``options.temp_dir`` or :func:`default_ray_temp_dir`."""
+    path = Path(options.temp_dir) if options.temp_dir else default_ray_temp_dir()
+    _check_temp_dir_length(str(path))
+    return path
+
+
+def _check_temp_dir_length(path: str) -> None:
+    if len(path) > _MAX_TEMP_DIR_CHARS:
+        raise RayBackendError(
+            f"the Ray temp folder {path!r} is {len(path)} characters long; Ray's socket "
+            f"paths below it allow at most {_MAX_TEMP_DIR_CHARS}. Pick a shorter folder with "
+            "--ray-tmp, such as /tmp/mttune-ray."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """How Ray runs the trials.
+
+    Attributes:
+        workers: Trials run at the same time (default: as many as the CPUs allow, given
+            ``cpus_per_trial``). A local Ray gets at least ``workers * cpus_per_trial`` CPUs.
+        address: A Ray cluster to join (``HOST:PORT`` of its head, or ``auto`` for the one
+            started on this machine by ``ray start --head``); ``None`` starts a local Ray for
+            the run and stops it at the end.
+        cpus_per_trial: CPUs Ray reserves for each trial (may be fractional).
+        gpus_per_trial: GPUs Ray reserves for each trial (may be fractional).
+        scheduler: ``asha`` (stop poor trials early from their intermediate reports) or
+            ``none``.
+        temp_dir: Session files of a local Ray (default :func:`default_ray_temp_dir`);
+            removed at the end of the run.
+    """
+
+    workers: int | None = None
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    scheduler: str = "asha"
+    temp_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.workers is None or self.workers >= 1, "--workers must be >= 1", self.workers),
+            (
+                math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0,
+                "--cpus-per-trial must be > 0",
+                self.cpus_per_trial,
+            ),
+            (
+                math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0,
+                "--gpus-per-trial must be >= 0",
+                self.gpus_per_trial,
+            ),
+            (
+                self.scheduler in SCHEDULERS,
+                f"--scheduler must be one of {', '.join(SCHEDULERS)}",
+                self.scheduler,
+            ),
+        ]
+        for ok, rule, value in checks:
+            if not ok:
+                raise RayBackendError(f"{rule}, got {value!r}.")
+        if self.address is not None:
+            _parse_address(self.address)
+        if self.temp_dir is not None:
+            _check_temp_dir_length(str(self.temp_dir))
+
+
+def _parse_address(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT``; ``None`` for ``auto``. Raises on anything else."""
+    if address == "auto":
+        return None
+    if address.startswith("ray://"):
+        raise RayBackendError(
+            f"--address {address!r} is a Ray Client address; mttune drives Ray Tune from its "
+            "own process, which must be part of the cluster. Run mttune on a node of the "
+            "cluster (e.g. its head) with --address auto, or give the head's HOST:PORT "
+            "(what 'ray start --head' prints, port 6379 by default)."
+        )
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RayBackendError(
+            f"--address must be HOST:PORT of a Ray head node (e.g. 10.0.0.5:6379) or 'auto', "
+            f"got {address!r}."
+        )
+    return host.strip("[]"), int(port)
+
+
+def _machine_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _quiet_ray_logs(level: int = logging.ERROR) -> Iterator[None]:
+    """Ray and Tune log progress and notices at INFO/WARNING; mttune has its own display."""
+    ray_logger = logging.getLogger("ray")
+    old = ray_logger.level
+    ray_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        ray_logger.setLevel(old)
+
+
+@contextlib.contextmanager
+def _raylet_messages_to_log() -> Iterator[None]:
+    """Keep Ray's driver from printing raylet errors (a worker died...) on stdout.
+
+    Ray prints them from a background thread of the driver, which would mix them into
+    ``mttune run --json``; mttune records each such failure on its trial instead. The
+    messages go to the ``ray`` logger at DEBUG level.
+    """
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - a Ray without this private module
+        yield
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+
+    def route(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":
+            for line in data.get("lines", []):
+                logging.getLogger("ray").debug("raylet: %s", line)
+        else:
+            original(data, ignore_prefix)
+
+    worker.print_to_stdstream = route
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
+
+
+_started_here = False  # a ray_cluster block of this module joined or started the Ray in use
+
+
+@contextlib.contextmanager
+def ray_cluster(
+    options: RayOptions, *, log: Callable[[str], None] | None = None
+) -> Iterator[dict[str, float]]:
+    """Make a Ray cluster available to this process for the duration of the block.
+
+    * Ray already initialised in this process (e.g. by the caller): used as it is and left
+      running.
+    * ``options.address``: joined (the driver disconnects at the end; the cluster stays).
+    * Otherwise a local Ray is started, sized to the machine (or to ``workers``), quiet,
+      without dashboard or usage reporting, with its files under ``options.temp_dir``; it
+      is stopped and its session files are removed at the end.
+
+    Yields:
+        The cluster's resources (``ray.cluster_resources()``).
+
+    Raises:
+        RayBackendError: if the cluster cannot be reached or started, or lacks the CPUs or
+            GPUs one trial asks for.
+    """
+    import ray
+
+    global _started_here
+    with _raylet_messages_to_log():
+        if ray.is_initialized():
+            if options.address is not None and not _started_here:
+                raise RayBackendError(
+                    f"Ray is already initialised in this process, so it cannot join --address "
+                    f"{options.address}. Leave the address out to use that Ray, or call "
+                    "ray.shutdown() first."
+                )
+            resources = ray.cluster_resources()
+            _check_resources(options, resources, "the Ray cluster this process uses")
+            yield resources
+            return
+        if options.address is not None:
+            with _quiet_ray_logs():
+                _join(options.address)
+        _started_here = True
+        try:
+            if options.address is None:
+                with _local_ray(options, log=log) as resources:
+                    yield resources
+            else:
+                resources = ray.cluster_resources()
+                where = f"the Ray cluster at {options.address}"
+                _check_resources(options, resources, where)
+                if log is not None:
+                    log(f"joined {where} ({_describe(resources)})")
+                yield resources
+        finally:
+            _started_here = False
+            if options.address is not None:
+                ray.shutdown()  # disconnects this driver; the cluster keeps running
+
+
+def _join(address: str) -> None:
+    import ray
+
+    where = _parse_address(address)
+    if where is not None:
+        try:
+            socket.create_connection(where, timeout=_CONNECT_TIMEOUT_S).close()
+        except OSError as e:
+            raise RayBackendError(
+                f"cannot reach a Ray cluster at --address {address}: "
+                f"{e.strerror or type(e).__name__}. Start one with 'ray start --head' on the "
+                "head node and pass the address it prints, or leave --address out to run on "
+                "this machine."
+            ) from None
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RayBackendError(
+            f"cannot join the Ray cluster at --address {address}: {first}. Check that "
+            "'ray status' works on this machine, or leave --address out to run locally."
+        ) from None
+
+
+@contextlib.contextmanager
+def _local_ray(
+    options: RayOptions, *, log: Callable[[str], None] | None = None
+) -> Iterator[dict[str, float]]:
+    import ray
+
+    temp_dir = _temp_dir(options)
+    cpus = max(_machine_cpus(), math.ceil(options.cpus_per_trial * (options.workers or 1)))
+    if log is not None:
+        log(f"starting Ray on this machine ({cpus} CPUs, files in {temp_dir})")
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    with _environ(env), _quiet_ray_logs():
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_sessions(temp_dir)
+        try:
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                object_store_memory=_OBJECT_STORE_BYTES,
+                _temp_dir=str(temp_dir),
+            )
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise RayBackendError(
+                f"cannot start a local Ray instance (files in {temp_dir}): {e}. Check that "
+                "the folder is writable (or pick another with --ray-tmp) and that 'ray "
+                "start --head' works on this machine."
+            ) from None
+        session = _session_dir()
+        try:
+            resources = ray.cluster_resources()
+            _check_resources(options, resources, "this machine")
+            yield resources
+        finally:
+            ray.shutdown()
+            _remove_session_files(temp_dir, session)
+
+
+def _session_dir() -> Path | None:
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return None if node is None else Path(node.get_session_dir_path())
+    except Exception:  # a private API: without it only the session files stay behind
+        return None
+
+
+def _remove_stale_sessions(temp_dir: Path) -> None:
+    """Remove session folders left by local runs that were killed (their driver is gone).
+
+    Ray names them ``session_<date>_<time>_<microseconds>_<driver pid>``.
+    """
+    for session in temp_dir.glob("session_*_*"):
+        pid = session.name.rpartition("_")[2]
+        if session.is_symlink() or not session.is_dir() or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(session, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            continue
+
+
+def _remove_session_files(temp_dir: Path, session: Path | None) -> None:
+    if session is not None and session.parent == temp_dir:
+        shutil.rmtree(session, ignore_errors=True)
+    latest = temp_dir / "session_latest"
+    if latest.is_symlink() and not latest.exists():
+        with contextlib.suppress(OSError):
+            latest.unlink()
+    with contextlib.suppress(OSError):
+        temp_dir.rmdir()  # only when no other run's session is left in it
+
+
+def _describe(resources: Mapping[str, float]) -> str:
+    gpus = resources.get("GPU", 0)
+    text = f"{resources.get('CPU', 0):g} CPUs"
+    return text + (f", {gpus:g} GPUs" if gpus else "")
+
+
+def _check_resources(options: RayOptions, resources: Mapping[str, float], where: str) -> None:
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if options.gpus_per_trial > 0 and gpus <= 0:
+        raise RayBackendError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} asks for GPUs, but {where} has "
+            "none (Ray sees no GPU). Leave --gpus-per-trial out, or join a cluster with GPUs "
+            "with --address."
+        )
+    if gpus < options.gpus_per_trial:
+        raise RayBackendError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} is more than the {gpus:g} GPUs "
+            f"of {where}; ask for at most {gpus:g}."
+        )
+    if cpus < options.cpus_per_trial:
+        raise RayBackendError(
+            f"--cpus-per-trial {options.cpus_per_trial:g} is more than the {cpus:g} CPUs "
+            f"of {where}; ask for at most {cpus:g}."
+        )
+
+
+def run_ray(
+    study: optuna.Study,
+    script: ScriptSpec,
+    space: SearchSpace,
+    options: RunOptions,
+    ray_options: RayOptions,
+    *,
+    progress: Progress | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> RunSummary:
+    """Run trials of ``script`` in ``study`` through Ray Tune until ``options`` says stop.
+
+    The budget and limits are those of the Optuna backend (``options.n_trials`` is the target
+    number of finished trials in the study, interrupted trials of earlier runs are re-run
+    first, ``options.timeout`` stops new trials); ``ray_options`` says where and how wide.
+    ``options.n_jobs`` must stay 1: ``ray_options.workers`` sets the parallelism. Ctrl-C or
+    SIGTERM stops the run: running trials are recorded as interrupted and re-run next time.
+
+    Raises:
+        RayBackendError: if Ray cannot run the trials (see :func:`ray_cluster`).
+    """
+    if options.n_jobs != 1:
+        raise RayBackendError(
+            f"n_jobs is for the Optuna backend (got {options.n_jobs}); with Ray, set the "
+            "parallelism with --workers (RayOptions.workers)."
+        )
+    progress = progress or NullProgress()
+    with ray_cluster(ray_options, log=progress.message) as resources:
+        from tuner.runners._ray_tune import tune_study
+
+        recovered, start_counts = prepare_run(study, options, progress)
+        started = time.monotonic()
+        results_dir = _make_results_dir(ray_options)
+        progress.start(study, start_counts, options.n_trials, options.timeout)
+        try:
+            interrupted = tune_study(
+                study,
+                script,
+                space,
+                options,
+                ray_options,
+                counts=start_counts,
+                resources=resources,
+                progress=progress,
+                on_trial=on_trial,
+                results_dir=results_dir,
+            )
+        finally:
+            progress.stop()
+            shutil.rmtree(results_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                results_dir.parent.rmdir()  # only when nothing else is in it
+    return summarize_run(
+        study,
+        start_counts=start_counts,
+        started=started,
+        interrupted=interrupted,
+        recovered=recovered,
+    )
+
+
+def _make_results_dir(options: RayOptions) -> Path:
+    """Where Ray Tune keeps the run's experiment files (removed at the end of the run)."""
+    base = _temp_dir(options)
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="results-", dir=base))
