@@ -16,11 +16,10 @@ from scipy import optimize, stats
 from tuner._errors import MttuneError
 from tuner.metadataset import MetaDataset
 from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._fast import FastEnsemble
 from tuner.prior._maml import (
-    Surrogate,
     batched_query_loss,
     init_ensemble,
-    predict,
     support_transform,
 )
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior, bucket_of
@@ -137,7 +136,7 @@ def meta_train(
             for v in log_lrs.values():
                 v.clamp_(math.log(1e-4), math.log(1.0))
         if step % maml.val_every == 0 or step == maml.max_steps:
-            val = _val_loss(params, log_lrs, base, episodes, maml, dev)
+            val = _val_loss(params, log_lrs, episodes, maml)
             history.append((step, val))
             if progress is not None:
                 progress(step, maml.max_steps, val)
@@ -278,22 +277,20 @@ def evaluate_episodes(prior: MetaPrior, episodes: list[Episode]) -> list[dict[st
     return out
 
 
-def _val_loss(params, log_lrs, base: Surrogate, episodes, maml: MAMLConfig, dev) -> float:
+def _val_loss(params, log_lrs, episodes, maml: MAMLConfig) -> float:
+    """Mean query MSE of the ensemble-mean prediction over the validation episodes.
+
+    Runs on the NumPy inference path, the same code that adapts the prior at tuning time.
+    """
+    fast = FastEnsemble.from_torch(
+        {k: v.detach().cpu() for k, v in params.items()},
+        {k: v.detach().cpu() for k, v in log_lrs.items()},
+    )
     losses = []
-    with torch.no_grad():
-        for ep in episodes:
-            t_s, t_q = _episode_targets(ep)
-            members = predict(
-                params,
-                log_lrs,
-                base,
-                torch.as_tensor(ep.x_s, dtype=torch.float32, device=dev),
-                torch.as_tensor(t_s, dtype=torch.float32, device=dev),
-                torch.as_tensor(ep.x_q, dtype=torch.float32, device=dev),
-                maml.prediction_steps,
-            )
-            mean = members.mean(0).double().cpu().numpy()
-            losses.append(float(np.mean((mean - t_q) ** 2)))
+    for ep in episodes:
+        t_s, t_q = _episode_targets(ep)
+        mean = fast.adapt(ep.x_s, t_s, maml.prediction_steps).predict(ep.x_q).mean(axis=0)
+        losses.append(float(np.mean((mean - t_q) ** 2)))
     return float(np.mean(losses))
 
 
