@@ -147,3 +147,13 @@ def test_bad_values_are_rejected():
         enc.encode({**good, "optimizer": "rmsprop"})
     with pytest.raises(ValueError, match="lacks active parameter 'momentum'"):
         enc.encode({**good, "optimizer": "sgd"})
+
+
+@settings()
+@given(space=spaces(), seed=st.integers(0, 2**16))
+def test_vectorised_canonicalize_equals_decode_then_encode(space, seed):
+    enc = Encoder(space)
+    u = np.random.default_rng(seed).uniform(-0.2, 1.2, size=(16, enc.dim))
+    np.testing.assert_allclose(
+        enc.canonicalize(u), enc.encode_many(enc.decode_many(u)), atol=1e-12
+    )

@@ -48,36 +48,18 @@ def candidates(
     """Canonical candidate points: portfolio, uniform random, and local moves.
 
     Local candidates perturb each incumbent (best observed configs) with Gaussian noise of
-    several scales in the unit cube. Every point is snapped to the encoding of the config it
-    decodes to; ``fixed`` parameters (from ``enqueue_trial``) are imposed on all of them.
+    several scales in the unit cube. ``fixed`` parameters (from ``enqueue_trial``) are imposed
+    on all of them, and every point is snapped to the encoding of the config it decodes to
+    (parameters switched on by a fixed parent keep their random coordinates).
     """
     parts = [portfolio.reshape(-1, encoder.dim), rng.random((n_random, encoder.dim))]
     for x in np.asarray(incumbents).reshape(-1, encoder.dim):
         for s in scales:
             parts.append(np.clip(x + rng.normal(0.0, s, size=(n_local, encoder.dim)), 0, 1))
     raw = np.vstack(parts)
-    configs = encoder.decode_many(raw)
     if fixed:
-        for c in configs:
-            c.update(fixed)
-        active_sets = [encoder.space.active_params(c) for c in configs]
-        configs = [
-            {k: c[k] for k in a if k in c} for c, a in zip(configs, active_sets, strict=True)
-        ]
-        configs = _fill_missing(encoder, configs, rng)
-    try:
-        return encoder.encode_many(configs)
-    except ValueError as e:
-        raise MttuneError(f"enqueued parameters do not fit the prior's space: {e}") from None
-
-
-def _fill_missing(encoder: Encoder, configs: list[dict], rng: np.random.Generator) -> list[dict]:
-    """Give params switched on by a fixed parent a random value."""
-    for c in configs:
-        for _ in range(len(encoder.space)):  # a filled parent can switch on more children
-            missing = [n for n in encoder.space.active_params(c) if n not in c]
-            if not missing:
-                break
-            for name in missing:
-                c[name] = encoder.random_value(name, rng)
-    return configs
+        try:
+            raw = encoder.fix(raw, fixed)
+        except ValueError as e:
+            raise MttuneError(f"enqueued parameters do not fit the prior's space: {e}") from None
+    return encoder.canonicalize(raw)

@@ -15,6 +15,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import ThreadpoolController
 
 from tuner._errors import MttuneError
 from tuner.prior import AdaptedPrior, MetaPrior, load_prior, observation_targets
@@ -38,6 +39,10 @@ SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"
 SOURCE_FALLBACK = "fallback"
 
+# The models are small: multi-threaded BLAS only adds overhead (5x under load), so the
+# sampler's numerics run single-threaded.
+_BLAS = ThreadpoolController()
+
 _ZERO_SHOT_SPACING = 0.15
 _DUPLICATE_DISTANCE = 1e-3
 _RUNNING_SPACING = 0.05
@@ -52,10 +57,10 @@ class _Decision:
 @dataclasses.dataclass
 class _Observations:
     numbers: tuple[int, ...]
-    configs: list[dict[str, Any]]
     x: np.ndarray
     y: np.ndarray  # oriented: lower is better
     failed: np.ndarray  # failed trials: as bad as the worst observation
+
 
 # The GP's hyperparameters are refitted when the number of observations reaches one of these
 # (then reused until the next): cheap asks, and deterministic, since each fit depends only on
@@ -169,6 +174,7 @@ class MetaPriorSampler(BaseSampler):
         self._adapted: dict[int, tuple[tuple[int, ...], AdaptedPrior]] = {}
         self._gp_cache: dict[tuple[int, tuple[int, ...]], GPParams] = {}
         self._proposals: dict[int, dict[str, Any]] = {}
+        self._encodings: dict[int, np.ndarray | None] = {}
         self._warned_multi = False
         self._warned_guard = False
 
@@ -191,6 +197,7 @@ class MetaPriorSampler(BaseSampler):
         state["_adapted"] = {}
         state["_gp_cache"] = {}
         state["_proposals"] = {}
+        state["_encodings"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -282,10 +289,32 @@ class MetaPriorSampler(BaseSampler):
 
     def _fits(self, trial: FrozenTrial) -> bool:
         """Whether the trial's prior-space parameters are valid, with the prior's distributions."""
+        return self._encoded(trial) is not None
+
+    def _encoded(self, trial: FrozenTrial) -> np.ndarray | None:
+        """The trial's config in the prior's encoding, or ``None`` when it does not fit.
+
+        Finished trials never change, so their encodings are cached (this keeps ``ask()``
+        cheap with thousands of trials).
+        """
+        key = trial._trial_id
+        finished = trial.state.is_finished()
+        if finished:
+            with self._lock:
+                if key in self._encodings:
+                    return self._encodings[key]
         sub = {k: v for k, v in trial.params.items() if k in self._space.params}
-        if any(trial.distributions[k] != self._space.params[k].distribution for k in sub):
-            return False
-        return self._space.contains(sub) is None
+        x = None
+        if all(trial.distributions[k] == self._space.params[k].distribution for k in sub) and (
+            self._space.contains(sub) is None
+        ):
+            x = self._encoder.encode(sub)
+        if finished:
+            with self._lock:
+                if len(self._encodings) > 200_000:
+                    self._encodings.clear()
+                self._encodings[key] = x
+        return x
 
     def _covers(self, name: str, distribution: BaseDistribution) -> bool:
         param = self._space.params.get(name)
@@ -341,7 +370,8 @@ class MetaPriorSampler(BaseSampler):
                 cached = self._proposals.get(trial._trial_id)
             if cached is not None:
                 return cached
-            proposal = self._sample_prior(study, trial, decision)
+            with _BLAS.limit(limits=1, user_api="blas"):
+                proposal = self._sample_prior(study, trial, decision)
             with self._lock:
                 self._proposals[trial._trial_id] = proposal
             return proposal
@@ -377,15 +407,18 @@ class MetaPriorSampler(BaseSampler):
             and self._fits(t)
         ]
         trials.sort(key=lambda t: t.number)
-        configs = [{k: t.params[k] for k in self._space.active_params(t.params)} for t in trials]
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         y = np.array([np.nan if t.value is None else sign * float(t.value) for t in trials])
         finite = y[np.isfinite(y)]
         worst = float(finite.max()) + 1.0 if len(finite) else 1.0
         failed = ~np.isfinite(y)
         y = np.where(failed, worst, y)
-        x = self._encoder.encode_many(configs) if configs else np.zeros((0, self._encoder.dim))
-        return _Observations(tuple(t.number for t in trials), configs, x, y, failed)
+        x = (
+            np.vstack([self._encoded(t) for t in trials])
+            if trials
+            else np.zeros((0, self._encoder.dim))
+        )
+        return _Observations(tuple(t.number for t in trials), x, y, failed)
 
     def _subset(self, obs: _Observations, rng: np.random.Generator) -> np.ndarray:
         """Indices of the observations used: all, or the best half and a random rest."""
@@ -423,8 +456,7 @@ class MetaPriorSampler(BaseSampler):
         if cached is not None:
             return cached
         first = _Observations(
-            obs.numbers[:point], obs.configs[:point], obs.x[:point], obs.y[:point],
-            obs.failed[:point],
+            obs.numbers[:point], obs.x[:point], obs.y[:point], obs.failed[:point]
         )
         idx = self._subset(first, np.random.default_rng(point))
         adapted, t = self._adapt(first, idx)
@@ -493,16 +525,17 @@ class MetaPriorSampler(BaseSampler):
 
     def _other_configs(self, study: Study, trial: FrozenTrial) -> np.ndarray:
         """Encoded configs of the other running trials and of pending proposals."""
-        configs = []
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for t in running:
-            if t.number != trial.number and t.params and self._fits(t):
-                configs.append({k: t.params[k] for k in self._space.active_params(t.params)})
+        rows = [
+            x
+            for t in running
+            if t.number != trial.number and t.params and (x := self._encoded(t)) is not None
+        ]
         with self._lock:
-            configs += [c for tid, c in self._proposals.items() if tid != trial._trial_id]
-        if not configs:
-            return np.zeros((0, self._encoder.dim))
-        return self._encoder.encode_many(configs)
+            pending = [c for tid, c in self._proposals.items() if tid != trial._trial_id]
+        if pending:
+            rows += list(self._encoder.encode_many(pending))
+        return np.vstack(rows) if rows else np.zeros((0, self._encoder.dim))
 
     # ------------------------------------------------------------------ evidence
     def after_trial(
@@ -521,7 +554,8 @@ class MetaPriorSampler(BaseSampler):
                 and not study._is_multi_objective()
                 and self._fits(trial)
             ):
-                self._record_evidence(study, trial, float(values[0]))
+                with _BLAS.limit(limits=1, user_api="blas"):
+                    self._record_evidence(study, trial, float(values[0]))
         finally:
             with self._lock:
                 self._decisions.pop(trial._trial_id, None)
@@ -539,8 +573,7 @@ class MetaPriorSampler(BaseSampler):
             adapted = cached[1]
         else:
             adapted, _ = self._adapt(obs, self._subset(obs, self._rng(trial, salt=3)))
-        config = {k: trial.params[k] for k in self._space.active_params(trial.params)}
-        x_new = self._encoder.encode(config)[None]
+        x_new = self._encoded(trial)[None]
         pred = adapted.predict(np.vstack([x_new, obs.x]))
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         c = concordance(pred.mean[0], sign * value, pred.mean[1:], obs.y)
