@@ -135,7 +135,7 @@ class MetaPriorSampler(BaseSampler):
         fallback: BaseSampler | None = None,
         guard: NegativeTransferGuard | None = None,
         acquisition: str = "ei",
-        n_candidates: int = 1024,
+        n_candidates: int = 512,
         max_observations: int = 256,
         seed: int | None = None,
         space: SearchSpace | None = None,
