@@ -28,7 +28,7 @@ from tuner.runners._study import (
     trial_seed,
 )
 from tuner.space import SearchSpace
-from tuner.studies import open_storage
+from tuner.studies import open_storage, storage_failure
 
 __all__ = [
     "RunOptions",
@@ -265,6 +265,12 @@ def run_study(
     except KeyboardInterrupt:
         interrupted = True
         stop_event.set()
+    except Exception as e:
+        stop_event.set()
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         restore()
         progress.stop()

@@ -9,6 +9,7 @@ from tuner.studies._storage import (
     normalize_url,
     open_storage,
     sqlite_path,
+    storage_failure,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "normalize_url",
     "open_storage",
     "sqlite_path",
+    "storage_failure",
 ]

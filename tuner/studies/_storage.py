@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "normalize_url",
     "open_storage",
     "sqlite_path",
+    "storage_failure",
 ]
 
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -134,8 +136,17 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
-def _check_sqlite_file(db: Path) -> None:
-    """Fail clearly on a path that is not an SQLite database with Optuna tables."""
+# Tables that only Optuna's schema has; any of them means "an Optuna storage", perhaps one
+# that another runner is creating right now.
+_OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
+
+
+def _check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
+    """Fail clearly on a path that is not an SQLite database with Optuna tables.
+
+    With ``for_writing``, an empty database (or one whose Optuna tables are still being
+    created by another process) is accepted: opening it creates the tables.
+    """
     if not db.exists():
         raise StorageError(
             f"{db}: no such study database. Check the path, or list studies with "
@@ -158,6 +169,8 @@ def _check_sqlite_file(db: Path) -> None:
             con.close()
     except sqlite3.DatabaseError as e:
         raise StorageError(f"{db}: not a readable SQLite database: {e}") from None
+    if for_writing and (not tables or tables & _OPTUNA_TABLES):
+        return
     if "studies" not in tables or "trials" not in tables:
         raise StorageError(
             f"{db}: an SQLite database but not an Optuna storage (no 'studies'/'trials' tables)."
@@ -185,7 +198,7 @@ def _open_sqlite(
         except Exception as e:
             raise StorageError(f"{db}: cannot read: {_first_line(e)}") from None
     if db.exists():
-        _check_sqlite_file(db)
+        _check_sqlite_file(db, for_writing=True)
         if not os.access(db, os.W_OK):
             raise StorageError(
                 f"{db}: the study database is read-only. Make it writable (chmod u+w), or "
@@ -200,13 +213,20 @@ def _open_sqlite(
         # WAL lets readers (review, dashboards, a second runner) work while trials are written.
         with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
             con.execute("PRAGMA journal_mode=WAL")
-        return RDBStorage(
-            f"sqlite:///{db}",
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_trial_callback,
-        )
+        for attempt in range(5):
+            try:
+                return RDBStorage(
+                    f"sqlite:///{db}",
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=stale_trial_callback,
+                )
+            except Exception as e:  # two runners creating the tables at once: try again
+                if "already exists" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except Exception as e:
         msg = _first_line(e)
         hint = ""
@@ -271,3 +291,41 @@ def load_study(storage: BaseStorage, study_name: str | None) -> optuna.Study:
             f"{', '.join(names[:20]) or 'no studies'}."
         )
     return optuna.load_study(study_name=study_name, storage=storage, sampler=None)
+
+
+def storage_failure(exc: BaseException) -> StorageError | None:
+    """A clear :class:`StorageError` when ``exc`` (or its cause) is a database failure.
+
+    Optuna wraps database errors (disk full, read-only file, lost server) in several layers;
+    this finds the database's own message and says what to check. ``None`` when ``exc`` has
+    nothing to do with the storage.
+    """
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    db_error: BaseException | None = None
+    internal = False
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, sqlalchemy.exc.DBAPIError) and chain.orig is not None:
+            db_error = chain.orig
+        elif isinstance(chain, sqlite3.Error) and db_error is None:
+            db_error = chain
+        internal = internal or isinstance(chain, optuna.exceptions.StorageInternalError)
+        chain = chain.__cause__ or chain.__context__
+    if db_error is None and not internal:
+        return None
+    detail = str(db_error or exc).strip().splitlines()[0] if (db_error or exc) else ""
+    hint = ""
+    low = detail.lower()
+    if "disk" in low or "full" in low or "i/o" in low:
+        hint = " Is the disk full? Free space, or resume on another --storage."
+    elif "readonly" in low or "read-only" in low:
+        hint = " The database (or its folder) is read-only."
+    elif "locked" in low:
+        hint = " Another process holds the database locked; try again."
+    return StorageError(
+        f"the study storage failed: {detail}.{hint} Finished trials are kept; re-run the "
+        "same command to resume."
+    )

@@ -1,0 +1,148 @@
+"""Runner faults: concurrent runners, read-only and full disks, bad storages."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import REPO, SCRIPTS
+
+QUAD = [str(SCRIPTS / "quad.py"), "--space", str(REPO / "tests" / "spaces" / "quad.yaml")]
+
+
+def _mttune(
+    *args: str, cwd: Path, env: dict | None = None, preexec=None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        preexec_fn=preexec,
+        timeout=timeout,
+    )
+
+
+def test_two_runners_on_one_sqlite_study(tmp_path):
+    args = [
+        "run",
+        *QUAD,
+        "--n-trials",
+        "12",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--progress",
+        "lines",
+        "--heartbeat",
+        "2",
+    ]
+    env = {**os.environ, "QUAD_SLEEP": "0.05"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tuner", *args, "--seed", str(i)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "locked" not in err.lower()
+    trials = optuna.load_study(
+        study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db"
+    ).trials
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert 12 <= len(complete) <= 14  # both stop at the target (a trial in flight may finish)
+    assert len({t.number for t in trials}) == len(trials)
+
+
+def test_read_only_database_is_a_clear_error(tmp_path):
+    assert (
+        _mttune("run", *QUAD, "--n-trials", "1", "--progress", "none", cwd=tmp_path).returncode
+        == 0
+    )
+    db = tmp_path / "studies" / "quad.db"
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = db.read_bytes()
+    db.chmod(0o444)
+    immutable = os.geteuid() == 0  # root ignores file modes: make the file immutable instead
+    if immutable and subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode:
+        db.chmod(0o644)
+        pytest.skip("running as root without chattr: cannot make a read-only database")
+    try:
+        proc = _mttune("run", *QUAD, "--n-trials", "3", "--progress", "none", cwd=tmp_path)
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(db)], check=True)
+        db.chmod(0o644)
+    assert proc.returncode == 1, proc.stderr
+    assert "read-only" in proc.stderr and "Traceback" not in proc.stderr
+    assert db.read_bytes() == before
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path):
+    """A file-size limit makes SQLite hit "disk full" mid-run, as a full disk does."""
+    assert (
+        _mttune("run", *QUAD, "--n-trials", "2", "--progress", "none", cwd=tmp_path).returncode
+        == 0
+    )
+    db = tmp_path / "studies" / "quad.db"
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    proc = _mttune(
+        "run",
+        *QUAD,
+        "--n-trials",
+        "400",
+        "--progress",
+        "none",
+        preexec=_limit_file_size(size + 8192),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "disk" in proc.stderr.lower() and "Traceback" not in proc.stderr
+    trials = optuna.load_study(study_name="quad", storage=f"sqlite:///{db}").trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) >= 2
+
+
+def test_storage_that_is_not_an_optuna_db(tmp_path):
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes")
+    proc = _mttune("run", *QUAD, "--storage", str(junk), "--progress", "none", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "not an SQLite database" in proc.stderr
+    assert junk.read_text() == "these are my notes"
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE recipes (name TEXT)")
+    proc = _mttune("run", *QUAD, "--storage", str(other), "--progress", "none", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "not an Optuna storage" in proc.stderr
