@@ -241,4 +241,4 @@ def test_failed_trials_steer_away_from_failing_regions(xy_prior):
 
     ours = [share_avoiding(MetaPriorSampler(xy_prior, seed=s)) for s in range(3)]
     tpe = [share_avoiding(optuna.samplers.TPESampler(seed=s)) for s in range(3)]  # ignores FAIL
-    assert np.mean(ours) >= 0.6 and np.mean(ours) > np.mean(tpe), (ours, tpe)
+    assert np.mean(ours) > np.mean(tpe) + 0.15, (ours, tpe)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -76,11 +76,16 @@ def _refit_point(n: int) -> int:
 
 @dataclasses.dataclass
 class _Model:
-    """The study's surrogate: the adapted prior plus a GP on its residuals."""
+    """The study's surrogate: ``weight * adapted_prior(x) + g(x)``, ``g`` a GP on residuals.
+
+    ``weight`` is the guard's trust: a prior that mispredicts the study is shrunk towards an
+    uninformative constant mean, and the model becomes a plain GP.
+    """
 
     adapted: AdaptedPrior
     gp: ResidualGP | None
     incumbent: float
+    weight: float = 1.0
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pred = self.adapted.predict(x)
@@ -89,8 +94,8 @@ class _Model:
         gm, gv = self.gp.predict(x)
         cal = self.adapted.prior.calibration
         i = cal.bucket(self.adapted.k)
-        ens_var = cal.a[i] * pred.members.var(axis=0)
-        return pred.mean + gm, np.sqrt(gv + ens_var)
+        ens_var = cal.a[i] * pred.members.var(axis=0) * self.weight**2
+        return self.weight * pred.mean + gm, np.sqrt(gv + ens_var)
 
 
 class MetaPriorSampler(BaseSampler):
@@ -437,15 +442,24 @@ class MetaPriorSampler(BaseSampler):
         t = np.where(obs.failed[idx], t.max(initial=0.0), t)
         return self._prior.adapt(obs.x[idx], t), t
 
-    def _model(self, study: Study, obs: _Observations, rng: np.random.Generator) -> _Model:
+    def _model(
+        self, study: Study, obs: _Observations, rng: np.random.Generator, weight: float
+    ) -> _Model:
         idx = self._subset(obs, rng)
         adapted, t = self._adapt(obs, idx)
         gp = None
         if len(idx) >= _GP_REFIT_AT[0]:
-            residual = t - adapted.predict(obs.x[idx]).mean
+            residual = t - weight * adapted.predict(obs.x[idx]).mean
             params = self._gp_params(study, obs, len(obs.y))
             gp = ResidualGP(obs.x[idx], residual, params)
-        return _Model(adapted, gp, float(t.min()))
+        return _Model(adapted, gp, float(t.min()), weight)
+
+    def _prior_weight(self, decision: _Decision) -> float:
+        """How much of the prior's mean the model keeps.
+
+        The guard's trust, rescaled so that a prior at the guard's ceiling is kept whole.
+        """
+        return float(np.clip(decision.guard.trust / self._guard.ceiling, 0.0, 1.0))
 
     def _gp_params(self, study: Study, obs: _Observations, n: int) -> GPParams:
         """Hyperparameters fitted on the first ``_refit_point(n)`` observations (cached)."""
@@ -479,11 +493,12 @@ class MetaPriorSampler(BaseSampler):
         rng = self._rng(trial, salt=2)
         zero_shot = decision.source == SOURCE_ZERO_SHOT
         obs = self._observations(study)
-        fixed = {
-            k: v
+        fixed = self._pinned(obs)
+        fixed.update(
+            (k, v)
             for k, v in trial.system_attrs.get("fixed_params", {}).items()
             if k in self._space.params
-        }
+        )
         incumbents = (
             obs.x[np.argsort(obs.y, kind="stable")[:3]]
             if len(obs.y)
@@ -507,7 +522,7 @@ class MetaPriorSampler(BaseSampler):
                 cands, mean, 1, _ZERO_SHOT_SPACING, taken=taken if len(taken) else None
             )[0]
         else:
-            model = self._model(study, obs, rng)
+            model = self._model(study, obs, rng, self._prior_weight(decision))
             adapted = model.adapted
             mean, std = model.predict(cands)
             score = ACQUISITIONS[self._acquisition](mean, std, model.incumbent)
@@ -522,6 +537,27 @@ class MetaPriorSampler(BaseSampler):
         with self._lock:
             self._adapted[trial._trial_id] = (obs.numbers, adapted)
         return config
+
+    def _pinned(self, obs: _Observations) -> dict[str, Any]:
+        """Continuous parameters that took one value in every observed trial (3 or more).
+
+        Identical float values do not happen by chance: the user fixed them (for example with
+        ``PartialFixedSampler``), so proposals are made at that value too.
+        """
+        if len(obs.y) < 3:
+            return {}
+        first = self._encoder.decode(obs.x[0])
+        out = {}
+        for name, cols in self._encoder.param_slices().items():
+            dist = self._space.params[name].distribution
+            if (
+                isinstance(dist, FloatDistribution)
+                and dist.step is None
+                and name in first
+                and np.ptp(obs.x[:, cols]) == 0.0
+            ):
+                out[name] = first[name]
+        return out
 
     def _other_configs(self, study: Study, trial: FrozenTrial) -> np.ndarray:
         """Encoded configs of the other running trials and of pending proposals."""
