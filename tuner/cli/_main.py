@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -20,7 +21,8 @@ from rich.console import Console
 from rich.text import Text
 
 from tuner._errors import MttuneError
-from tuner.cli import _prior, _run
+from tuner.cli import _prior, _review, _run
+from tuner.cli._console import make_console
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,12 +36,14 @@ examples:
   mttune run train.sh --space space.yaml --storage postgresql://user@host/db --n-jobs 4
   mttune meta-train --space search_spaces/mlp.yaml --from 'studies/past/*.db' -o p.safetensors
   mttune prior show studies/mlp.prior.safetensors
-  mttune review studies/mlp-digits.db
+  mttune review studies/mlp-digits.db                       # list the studies
+  mttune review studies/mlp-digits.db --study mlp-digits --html report.html
+  mttune verify studies/mlp-digits.db --study mlp-digits examples/mlp_sklearn.py
 
 exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted.
 """
 
-_COMMANDS = [_run, _prior]
+_COMMANDS = [_run, _prior, _review]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    err = Console(stderr=True, highlight=False)
+    err = make_console(stderr=True)
+    _quiet_storage_threads(err)
     try:
         return int(args.handler(args))
     except MttuneError as e:
@@ -77,6 +82,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", style="yellow")
         return EXIT_INTERRUPTED
+
+
+def _quiet_storage_threads(err: Console) -> None:
+    """Background threads (Optuna's heartbeat) report storage failures in one line."""
+    from tuner.studies import storage_failure
+
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        failure = storage_failure(args.exc_value) if args.exc_value is not None else None
+        if failure is None:
+            default(args)
+        else:
+            err.print(Text.assemble(("warning: ", "yellow"), str(failure)), soft_wrap=True)
+
+    threading.excepthook = hook
 
 
 if __name__ == "__main__":

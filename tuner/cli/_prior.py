@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tuner.cli._console import make_console
 from tuner.metadataset import build_metadataset
 from tuner.prior import MAMLConfig, MetaPrior, ModelConfig, load_prior, meta_train, save_prior
 from tuner.space import load_space
@@ -101,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     space = load_space(args.space)
     dataset = build_metadataset(
         args.sources, space, studies=args.studies, min_trials=args.min_trials
@@ -140,8 +141,8 @@ def handle_meta_train(args: argparse.Namespace) -> int:
                 progress=progress,
             )
     path = save_prior(prior, args.output)
-    _print_prior(prior, Console(highlight=False))
-    Console(highlight=False).print(f"wrote {path}")
+    _print_prior(prior, make_console())
+    make_console().print(f"wrote {path}")
     return 0
 
 
@@ -151,7 +152,7 @@ def handle_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(prior.describe(), indent=2))
     else:
-        _print_prior(prior, Console(highlight=False))
+        _print_prior(prior, make_console())
     return 0
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tuner._errors import MttuneError
+from tuner.cli._console import make_console
 from tuner.prior import MetaPrior, load_prior
 from tuner.runners import (
     PRUNERS,
@@ -205,7 +206,7 @@ def handle(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
     )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     progress = make_progress(args.progress, console)
     if ray_options is None:
         pruner = make_pruner(args.pruner or "median")
@@ -220,7 +221,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_summary_dict(summary, command), indent=2))
     else:
-        _print_summary(summary, command, Console(highlight=False))
+        _print_summary(summary, command, make_console())
     if summary.interrupted:
         return EXIT_INTERRUPTED
     if summary.best is None:

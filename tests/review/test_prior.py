@@ -1,0 +1,140 @@
+"""Prior diagnostics on studies really run by MetaPriorSampler.
+
+A small prior is meta-trained on bowls centred near (0.3, 0.7). It then drives two
+studies: one of the same family (the prior should predict it well and keep its trust) and
+one whose objective is the bowl turned upside down (the prior ranks it backwards: the
+negative-transfer guard must fire, and review must say so).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+from scipy import stats
+
+from tuner.cli import main
+from tuner.metadataset import MetaDataset
+from tuner.prior import MAMLConfig, ModelConfig, meta_train
+from tuner.runners import record_prior
+from tuner.sampler import MetaPriorSampler
+from tuner.space import SearchSpace
+
+SPACE = SearchSpace.from_dict(
+    {
+        "name": "bowl",
+        "objective": {"name": "loss", "direction": "minimize"},
+        "params": {
+            "a": {"type": "float", "low": 0.0, "high": 1.0},
+            "b": {"type": "float", "low": 0.0, "high": 1.0},
+        },
+    }
+)
+N_TRIALS = 25
+
+pytestmark = pytest.mark.slow  # meta-trains a prior and runs MetaPriorSampler (~30 s)
+
+
+def _bowl(params: dict) -> float:
+    return (params["a"] - 0.3) ** 2 + (params["b"] - 0.7) ** 2
+
+
+@pytest.fixture(scope="module")
+def prior_studies(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    tasks = []
+    for i in range(10):
+        centre = np.array([0.3, 0.7]) + rng.uniform(-0.15, 0.15, 2)
+        x = rng.random((30, 2))
+        y = ((x - centre) ** 2).sum(1)
+        tasks.append((f"bowl-{i}", [{"a": float(a), "b": float(b)} for a, b in x], y))
+    prior = meta_train(
+        MetaDataset.from_tasks(SPACE, tasks),
+        model=ModelConfig(hidden=32, layers=2, ensemble=3),
+        maml=MAMLConfig(max_steps=40, val_every=20, patience=2),
+        seed=0,
+    )
+    db = tmp_path_factory.mktemp("prior") / "prior.db"
+    noise = np.random.default_rng(1)
+    for name, sign in (("same", 1.0), ("upside-down", -1.0)):
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.create_study(
+            study_name=name, storage=f"sqlite:///{db}", sampler=MetaPriorSampler(prior, seed=0)
+        )
+        record_prior(study, prior, "bowl.safetensors")
+        study.set_user_attr("mttune:objective", "loss")
+        study.optimize(
+            lambda t, s=sign: s * _bowl(SPACE.suggest(t)) + noise.normal(0, 0.01),
+            n_trials=N_TRIALS,
+        )
+    return db
+
+
+def _prior_section(db, name: str, capsys) -> dict:
+    assert main(["review", str(db), "--study", name, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["prior"]
+
+
+def _trials(db, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+
+
+@pytest.mark.parametrize("name", ["same", "upside-down"])
+def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, capsys):
+    """Every number of the section, recomputed from the trials' attributes through Optuna."""
+    p = _prior_section(prior_studies, name, capsys)
+    trials = _trials(prior_studies, name)
+    by_source: dict[str, list] = {}
+    for t in trials:
+        by_source.setdefault(t.user_attrs["mttune.source"], []).append(t)
+    assert set(p["sources"]) == set(by_source) and "prior" in by_source
+    for src, ts in by_source.items():
+        values = [t.value for t in ts]
+        assert p["sources"][src]["trials"] == p["sources"][src]["complete"] == len(ts)
+        assert p["sources"][src]["mean"] == pytest.approx(np.mean(values))
+        assert p["sources"][src]["best"] == pytest.approx(min(values))
+    assert p["proposed_by_prior"] + p["fallback"] == N_TRIALS
+    assert p["fallback"] == len(by_source.get("fallback", []))
+    scored = [t for t in trials if "mttune.pred_mean" in t.user_attrs]
+    pred = [t.user_attrs["mttune.pred_mean"] for t in scored]
+    obs = [t.value for t in scored]
+    assert p["correlation"]["n"] == len(scored) >= N_TRIALS - 3
+    assert p["correlation"]["spearman"] == pytest.approx(stats.spearmanr(pred, obs).statistic)
+    assert p["correlation"]["kendall"] == pytest.approx(stats.kendalltau(pred, obs).statistic)
+    conc = [
+        t.user_attrs["mttune.concordance"] for t in trials if "mttune.concordance" in t.user_attrs
+    ]
+    assert p["concordance"] == {"n": len(conc), "mean": pytest.approx(np.mean(conc))}
+    guards = [(t.number, t.user_attrs["mttune.guard"]) for t in trials]
+    fired = [n for n, g in guards if g["fired"]]
+    assert p["guard"]["fired"] is bool(fired) and p["guard"]["fired_trials"] == len(fired)
+    assert p["guard"]["first_fired"] == (fired[0] if fired else None)
+    last = guards[-1][1]
+    assert p["guard"]["final"] == {
+        k: last[k] for k in ("trust", "concordance", "evidence", "fired")
+    }
+    info = p["study_prior"]
+    assert info["path"] == "bowl.safetensors" and len(info["sources"]) >= 8
+    assert info["validation"]  # what meta-training measured on held-out studies
+    assert len(p["points"]) == len(scored)
+
+
+def test_an_upside_down_study_shows_the_guard_firing(prior_studies, capsys):
+    good = _prior_section(prior_studies, "same", capsys)
+    bad = _prior_section(prior_studies, "upside-down", capsys)
+    assert bad["guard"]["fired"] is True and bad["guard"]["final"]["trust"] < 0.5
+    assert bad["concordance"]["mean"] < 0.5
+    assert bad["correlation"]["spearman"] < good["correlation"]["spearman"]
+
+
+def test_prior_section_in_the_terminal_and_the_page(prior_studies, tmp_path, capsys):
+    page = tmp_path / "p.html"
+    code = main(["review", str(prior_studies), "--study", "upside-down", "--html", str(page)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "prior diagnostics" in out and "guard fired" in out and "learned from" in out
+    html = page.read_text()
+    assert "Prior diagnostics" in html and "predicted (rank units" in html
+    assert html.count("Plotly.newPlot") == 6  # the prior's predicted-vs-observed plot too

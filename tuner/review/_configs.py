@@ -1,0 +1,233 @@
+"""Configs of a study: grouping repeated runs, and the unit-cube encoding review models use."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from tuner._errors import MttuneError
+from tuner.review._load import StudyData
+from tuner.space import Encoder, SearchSpace
+
+__all__ = ["Codec", "ConfigGroup", "ConfigIndex", "config_key"]
+
+ConfigKey = frozenset[tuple[str, Any]]
+
+
+def config_key(params: Mapping[str, Any]) -> ConfigKey:
+    """A hashable identity of a config (runs with identical parameters share it)."""
+    return frozenset(params.items())
+
+
+@dataclasses.dataclass
+class ConfigGroup:
+    """The completed runs of one config.
+
+    Attributes:
+        key: The config's identity.
+        params: The parameters.
+        rows: Indices (into the :class:`StudyData` columns) of every completed run of it.
+        search_rows: Those made by the search (not by ``mttune verify``).
+        repeat_rows: Those made by ``mttune verify`` as fresh-seed repeats.
+        y: Oriented (lower-better) values of ``rows``.
+    """
+
+    key: ConfigKey
+    params: dict[str, Any]
+    rows: list[int]
+    search_rows: list[int]
+    repeat_rows: list[int]
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Completed runs."""
+        return len(self.rows)
+
+    def representative(self, data: StudyData) -> int:
+        """The trial number that names this config: its first search trial (else first run)."""
+        rows = self.search_rows or self.rows
+        return int(data.numbers[rows[0]])
+
+    def numbers(self, data: StudyData) -> list[int]:
+        """Trial numbers of every completed run."""
+        return [int(data.numbers[i]) for i in self.rows]
+
+
+class ConfigIndex:
+    """The completed, finite runs of a study grouped by config (identical parameters).
+
+    Grouping is vectorised over the internal parameter values, so a 100,000-trial study
+    groups in milliseconds; :class:`ConfigGroup` objects are only built for the configs
+    asked for.
+
+    Args:
+        data: The study.
+    """
+
+    def __init__(self, data: StudyData) -> None:
+        self.data = data
+        self.complete = np.flatnonzero((data.states == "COMPLETE") & np.isfinite(data.values))
+        self.y = data.sign * data.values
+        x = np.ascontiguousarray(data.internal[self.complete], dtype=np.float64)
+        if x.shape[1] == 0:
+            x = np.zeros((len(self.complete), 1))
+        keys = x.view(np.dtype((np.void, 8 * x.shape[1]))).ravel()
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        self._inverse = inverse.ravel()
+        self.counts = counts
+        self._order = np.argsort(self._inverse, kind="stable")
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._cache: dict[int, ConfigGroup] = {}
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def group(self, gid: int) -> ConfigGroup:
+        """The group of config ``gid``."""
+        cached = self._cache.get(gid)
+        if cached is not None:
+            return cached
+        start = self._starts[gid]
+        rows = np.sort(self.complete[self._order[start : start + self.counts[gid]]]).tolist()
+        data = self.data
+        params = dict(data.params[rows[0]])
+        group = ConfigGroup(
+            key=config_key(params),
+            params=params,
+            rows=rows,
+            search_rows=[i for i in rows if not data.verification[i]],
+            repeat_rows=[i for i in rows if data.tags.get(i, {}).get("kind") == "repeat"],
+            y=self.y[rows],
+        )
+        self._cache[gid] = group
+        return group
+
+    def group_of_row(self, row: int) -> ConfigGroup:
+        """The group of the completed run at ``row``."""
+        return self.group(int(self._inverse[np.searchsorted(self.complete, row)]))
+
+    def repeated(self) -> list[ConfigGroup]:
+        """The configs run more than once."""
+        return [self.group(int(g)) for g in np.flatnonzero(self.counts >= 2)]
+
+    def single_rows(self) -> np.ndarray:
+        """Rows of the configs run exactly once, best value first."""
+        rows = self.complete[self.counts[self._inverse] == 1]
+        return rows[np.argsort(self.y[rows], kind="stable")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    name: str
+    encoder: Encoder
+    start: int
+    width: int
+    categorical: bool
+
+
+class Codec:
+    """Encodes configs of a study to the unit cube, one block per parameter.
+
+    Each parameter is encoded by :class:`tuner.space.Encoder` on its own distribution; a
+    parameter a config does not have (conditional, or added later in a define-by-run study)
+    takes the neutral value (``0.5``, or all-zero for a categorical's one-hot block), as the
+    space encoding does for inactive parameters.
+
+    Args:
+        distributions: The parameters' distributions, in order.
+    """
+
+    def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
+        blocks: list[_Block] = []
+        self.skipped: dict[str, str] = {}
+        start = 0
+        for name, dist in distributions.items():
+            try:
+                encoder = Encoder(SearchSpace.from_distributions({name: dist}))
+            except MttuneError as e:
+                self.skipped[name] = str(e)
+                continue
+            blocks.append(
+                _Block(
+                    name,
+                    encoder,
+                    start,
+                    encoder.dim,
+                    isinstance(dist, CategoricalDistribution),
+                )
+            )
+            start += encoder.dim
+        self._blocks = {b.name: b for b in blocks}
+        self.dim = start
+
+    @property
+    def names(self) -> list[str]:
+        """Encoded parameters, in order."""
+        return list(self._blocks)
+
+    def is_categorical(self, name: str) -> bool:
+        """Whether the parameter is categorical (one-hot)."""
+        return self._blocks[name].categorical
+
+    def column(self, name: str) -> int:
+        """The column of a numeric parameter."""
+        return self._blocks[name].start
+
+    def encode(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode configs into an ``(n, dim)`` array."""
+        out = np.empty((len(configs), self.dim))
+        for b in self._blocks.values():
+            cols = slice(b.start, b.start + b.width)
+            out[:, cols] = 0.0 if b.categorical else 0.5
+            rows = [i for i, c in enumerate(configs) if b.name in c]
+            if not rows:
+                continue
+            try:
+                values = [{b.name: configs[i][b.name]} for i in rows]
+                out[rows, cols] = b.encoder.encode_many(values)
+            except ValueError:  # a value outside the latest distribution: encode one by one
+                for i in rows:
+                    try:
+                        out[i, cols] = b.encoder.encode({b.name: configs[i][b.name]})
+                    except ValueError:
+                        continue
+        return out
+
+    def value_at(self, name: str, u: float) -> Any:
+        """The value of numeric parameter ``name`` at cube coordinate ``u``."""
+        b = self._blocks[name]
+        return b.encoder.decode(np.array([min(max(u, 0.0), 1.0)]))[name]
+
+    def coordinate(self, name: str, value: Any) -> float:
+        """The cube coordinate of a numeric parameter's value."""
+        b = self._blocks[name]
+        return float(b.encoder.encode({name: value})[0])
+
+    def neighbour(self, name: str, value: Any, delta: float) -> tuple[Any, float] | None:
+        """The value ``delta`` away in the cube (the next grid value if that rounds back).
+
+        Returns:
+            ``(new_value, actual_delta)``, or ``None`` at the edge of the range.
+        """
+        u0 = self.coordinate(name, value)
+        step = abs(delta)
+        if step <= 0:
+            return None
+        for k in range(1, math.ceil(1.0 / step) + 2):
+            u = u0 + math.copysign(k * step, delta)
+            if u < -1e-12 or u > 1 + 1e-12:
+                u = min(max(u, 0.0), 1.0)
+                v = self.value_at(name, u)
+                if v == value:
+                    return None
+            else:
+                v = self.value_at(name, u)
+            if v != value:
+                return v, self.coordinate(name, v) - u0
+        return None

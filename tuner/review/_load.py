@@ -1,0 +1,675 @@
+"""Strictly read-only, fast reading of studies for ``mttune review``.
+
+SQLite files are read with :mod:`sqlite3` directly (a 100,000-trial study loads in about a
+second, where Optuna's API needs minutes) and without leaving a trace:
+
+* a database in rollback-journal mode is opened with ``mode=ro``: shared locks only;
+* a WAL database with no ``-wal`` file (no writer has it open) is read as ``immutable=1``,
+  which creates no ``-shm``/``-wal`` files, so a read-only file or folder works; the file's
+  size and mtime are checked after the read and the read is repeated with ``mode=ro`` should
+  a writer have appeared meanwhile;
+* a WAL database with a live ``-wal`` (a run is writing) is opened with ``mode=ro``, which
+  sees every committed trial; when the folder is read-only the three files are read through
+  a private temporary copy.
+
+Other storages (RDB URLs, journal files) and SQLite files of an older Optuna schema are read
+through Optuna, opened with :func:`tuner.studies.open_storage` ``(read_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shutil
+import sqlite3
+import tempfile
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.trial import TrialState
+
+from tuner._errors import MttuneError
+from tuner.studies import StorageError, StudyNotFoundError, normalize_url, sqlite_path
+
+__all__ = [
+    "ATTR_KEYS",
+    "ReviewError",
+    "StudyData",
+    "StudyInfo",
+    "list_studies",
+    "read_study",
+    "verify_tag",
+]
+
+# The trial user attributes review uses; others are never read (they can be large).
+ATTR_KEYS = (
+    "verify",
+    "fail_reason",
+    "prune_reason",
+    "interrupted",
+    "retry_of",
+    "mttune.source",
+    "mttune.pred_mean",
+    "mttune.pred_std",
+    "mttune.concordance",
+    "mttune.guard",
+)
+
+_REQUIRED_COLUMNS = {
+    "studies": {"study_id", "study_name"},
+    "study_directions": {"study_id", "direction", "objective"},
+    "study_user_attributes": {"study_id", "key", "value_json"},
+    "trials": {"trial_id", "number", "study_id", "state"},
+    "trial_values": {"trial_id", "objective", "value", "value_type"},
+    "trial_params": {"trial_id", "param_name", "param_value", "distribution_json"},
+    "trial_user_attributes": {"trial_id", "key", "value_json"},
+}
+
+
+class ReviewError(MttuneError):
+    """A study cannot be reviewed or verified as asked (the message says why and what to do)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyInfo:
+    """One line of the study list: name, direction, trial counts and best value."""
+
+    name: str
+    directions: tuple[str, ...]
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    best_value: float | None
+    last_start: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "study": self.name,
+            "direction": ",".join(self.directions),
+            "trials": self.n_trials,
+            "complete": self.n_complete,
+            "pruned": self.n_pruned,
+            "failed": self.n_failed,
+            "best_value": self.best_value,
+            "last_start": self.last_start,
+        }
+
+
+class _ParamsView(Sequence[dict[str, Any]]):
+    """Each trial's parameters, decoded on access from the internal-value matrix."""
+
+    def __init__(self, data: StudyData, distributions: bool = False) -> None:
+        self._data = data
+        self._distributions = distributions
+
+    def __len__(self) -> int:
+        return len(self._data.numbers)
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int | np.integer):
+            raise TypeError("index a single trial row")
+        data = self._data
+        out: dict[str, Any] = {}
+        row = data.internal[i]
+        for j, (name, column_dist) in enumerate(data.distributions.items()):
+            v = row[j]
+            if v == math.inf:
+                continue
+            dist = data.cell_distributions.get((int(i), j), column_dist)
+            out[name] = dist if self._distributions else dist.to_external_repr(float(v))
+        return out
+
+
+@dataclasses.dataclass
+class StudyData:
+    """A single-objective study, trials as columns (``numbers[i]``, ``values[i]``, ...).
+
+    Attributes:
+        storage: The storage location as given.
+        name: Study name.
+        direction: ``minimize`` or ``maximize``.
+        user_attrs: The study's user attributes.
+        numbers: Trial numbers, ascending.
+        states: Trial state names (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``).
+        values: Objective values (``nan`` where a trial has none).
+        distributions: The latest distribution of every parameter.
+        attrs: Each trial's user attributes among :data:`ATTR_KEYS` (and those asked for).
+        internal: Parameters in Optuna's internal (float) representation, one column per
+            entry of ``distributions`` (``inf`` where a trial does not set it): what
+            identical configs are grouped by.
+        cell_distributions: ``(row, column)`` cells whose distribution is not the column's.
+        params: Each trial's parameters (external representation), decoded on access.
+        trial_distributions: Each trial's distributions, on access.
+        tags: The ``verify`` tag of each verification run, by row.
+        verification: Whether each row is a verification run (``mttune verify``).
+
+    ``mttune.guard`` is kept only where the guard fired and on the last trial that has it:
+    all that review reports, and decoding 100,000 of them would take a second.
+    """
+
+    storage: str
+    name: str
+    direction: str
+    user_attrs: dict[str, Any]
+    numbers: np.ndarray
+    states: np.ndarray
+    values: np.ndarray
+    distributions: dict[str, BaseDistribution]
+    attrs: list[dict[str, Any]]
+    internal: np.ndarray
+    cell_distributions: dict[tuple[int, int], BaseDistribution]
+    params: _ParamsView = dataclasses.field(init=False)
+    trial_distributions: _ParamsView = dataclasses.field(init=False)
+    tags: dict[int, dict[str, Any]] = dataclasses.field(init=False)
+    verification: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = _ParamsView(self)
+        self.trial_distributions = _ParamsView(self, distributions=True)
+        self.tags = {}
+        for i, attrs in enumerate(self.attrs):
+            if "verify" in attrs:
+                tag = verify_tag(attrs)
+                if tag is not None:
+                    self.tags[i] = tag
+        self.verification = np.zeros(len(self.numbers), dtype=bool)
+        self.verification[list(self.tags)] = True
+        _thin_guards(self.attrs)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def objective(self) -> str:
+        """The objective's metric name (as ``mttune run`` recorded it), else ``value``."""
+        name = self.user_attrs.get("mttune:objective")
+        return name if isinstance(name, str) and name else "value"
+
+    @property
+    def sign(self) -> float:
+        """``+1`` when minimising, ``-1`` when maximising: ``sign * value`` is lower-better."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+def verify_tag(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``verify`` attribute of a trial when it is a well-formed verification tag."""
+    tag = attrs.get("verify")
+    if isinstance(tag, dict) and tag.get("kind") in ("repeat", "perturb"):
+        return tag
+    return None
+
+
+def _thin_guards(attrs: list[dict[str, Any]]) -> None:
+    """Keep ``mttune.guard`` only where it fired and on the last trial that has it."""
+    rows = [i for i, a in enumerate(attrs) if "mttune.guard" in a]
+    for i in rows[:-1]:
+        guard = attrs[i]["mttune.guard"]
+        if isinstance(guard, str):  # still JSON text (see _sql_study)
+            if "true" not in guard:  # cannot have fired
+                del attrs[i]["mttune.guard"]
+                continue
+            guard = attrs[i]["mttune.guard"] = _json(guard)
+        if not (isinstance(guard, dict) and guard.get("fired")):
+            del attrs[i]["mttune.guard"]
+    if rows and isinstance(attrs[rows[-1]]["mttune.guard"], str):
+        attrs[rows[-1]]["mttune.guard"] = _json(attrs[rows[-1]]["mttune.guard"])
+
+
+# ---------------------------------------------------------------------- public entry points
+def list_studies(location: str) -> list[StudyInfo]:
+    """The studies of a storage with their size and best value (read-only).
+
+    Raises:
+        StorageError: if the location is not a readable Optuna storage.
+    """
+    url = normalize_url(location)
+    db = sqlite_path(url)
+    if db is not None and _fast_schema(db):
+        with _reading(db) as con:
+            return _sql_list(con)
+    return _api_list(location)
+
+
+def read_study(location: str, study_name: str, *, extra_attrs: Sequence[str] = ()) -> StudyData:
+    """Read one study's trials (read-only).
+
+    Args:
+        location: Storage URL, SQLite path or journal file.
+        study_name: The study.
+        extra_attrs: Trial user attributes to read besides :data:`ATTR_KEYS` (e.g. ``seed``).
+
+    Raises:
+        StorageError: if the location is not a readable Optuna storage.
+        StudyNotFoundError: if it has no study of that name (the message lists those it has).
+        ReviewError: if the study has several objectives.
+    """
+    url = normalize_url(location)
+    db = sqlite_path(url)
+    if db is not None and _fast_schema(db):
+        with _reading(db) as con:
+            return _sql_study(con, location, study_name, extra_attrs)
+    return _api_study(location, study_name, extra_attrs)
+
+
+# ---------------------------------------------------------------------- SQLite access
+def _check_file(db: Path) -> None:
+    if not db.exists():
+        raise StorageError(
+            f"{db}: no such study database. Check the path (an SQLite file, an Optuna journal "
+            "*.log, or a database URL)."
+        )
+    if db.is_dir():
+        raise StorageError(f"{db}: is a directory, not an SQLite database file.")
+    try:
+        with open(db, "rb") as f:
+            header = f.read(100)
+    except OSError as e:
+        raise StorageError(f"{db}: cannot read: {e.strerror}") from None
+    if header[:16] != b"SQLite format 3\x00":
+        raise StorageError(
+            f"{db}: not an Optuna storage: the file is not an SQLite database (wrong header). "
+            "Pass a study database written by mttune run or Optuna."
+        )
+
+
+def _is_wal(db: Path) -> bool:
+    with open(db, "rb") as f:
+        header = f.read(20)
+    return len(header) >= 20 and header[18] == 2
+
+
+def _uri(db: Path, query: str) -> str:
+    return f"file:{urllib.parse.quote(str(db.resolve()))}?{query}"
+
+
+def _stamp(db: Path) -> tuple[int, int, bool]:
+    st = db.stat()
+    wal = Path(f"{db}-wal")
+    return st.st_size, st.st_mtime_ns, wal.exists() and wal.stat().st_size > 0
+
+
+class _Reader:
+    """Runs queries and returns all rows; optionally re-reads when a writer appeared."""
+
+    def __init__(
+        self, con: sqlite3.Connection, db: Path, stamp: tuple[int, int, bool] | None
+    ) -> None:
+        self._con = con
+        self._db = db
+        self._stamp = stamp
+
+    def execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+        rows = self._con.execute(sql, args).fetchall()
+        if self._stamp is not None and _stamp(self._db) != self._stamp:
+            # A writer opened the database during an immutable read: use the locking protocol.
+            with _connect_ro(self._db) as con:
+                return con.execute(sql, args).fetchall()
+        return rows
+
+
+@contextlib.contextmanager
+def _reading(db: Path) -> Iterator[_Reader]:
+    """A read-only connection that leaves no file behind (see the module docstring)."""
+    _check_file(db)
+    try:
+        if _is_wal(db) and not _stamp(db)[2]:
+            before = _stamp(db)
+            con = sqlite3.connect(_uri(db, "immutable=1"), uri=True)
+            try:
+                yield _Reader(con, db, before)
+            finally:
+                con.close()
+        else:
+            with _connect_ro(db) as con:
+                yield _Reader(con, db, None)
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"{db}: cannot read the SQLite database: {e}") from None
+
+
+@contextlib.contextmanager
+def _connect_ro(db: Path) -> Iterator[sqlite3.Connection]:
+    con = sqlite3.connect(_uri(db, "mode=ro"), uri=True, timeout=30)
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError:
+        con.close()
+        # A live WAL in a folder we may not write: read a private copy of the three files.
+        tmp = Path(tempfile.mkdtemp(prefix="mttune-review-"))
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{db}{suffix}")
+                if src.exists():
+                    shutil.copyfile(src, tmp / f"{db.name}{suffix}")
+            con = sqlite3.connect(tmp / db.name, timeout=30)
+            try:
+                yield con
+            finally:
+                con.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _fast_schema(db: Path) -> bool:
+    """Whether the file has Optuna's current tables (else Optuna reads it, upgraded)."""
+    with _reading(db) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "studies" not in tables or "trials" not in tables:
+            raise StorageError(
+                f"{db}: an SQLite database but not an Optuna storage (no 'studies'/'trials' "
+                "tables). Pass a study database written by mttune run or Optuna."
+            )
+        for table, needed in _REQUIRED_COLUMNS.items():
+            if table not in tables:
+                return False
+            cols = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+            if not needed <= cols:
+                return False
+    return True
+
+
+def _sql_list(con: _Reader) -> list[StudyInfo]:
+    studies = con.execute("SELECT study_id, study_name FROM studies ORDER BY study_id")
+    directions: dict[int, list[str]] = {}
+    for sid, direction, _ in con.execute(
+        "SELECT study_id, direction, objective FROM study_directions ORDER BY study_id, objective"
+    ):
+        directions.setdefault(sid, []).append(str(direction).lower())
+    counts: dict[int, dict[str, int]] = {}
+    for sid, state, n in con.execute(
+        "SELECT study_id, state, count(*) FROM trials GROUP BY study_id, state"
+    ):
+        counts.setdefault(sid, {})[state] = n
+    best: dict[int, tuple[float, float]] = {}
+    for sid, lo, hi in con.execute(
+        "SELECT t.study_id, min(v.value), max(v.value) FROM trial_values v "
+        "JOIN trials t ON t.trial_id = v.trial_id WHERE t.state = 'COMPLETE' "
+        "AND v.objective = 0 AND v.value_type = 'FINITE' GROUP BY t.study_id"
+    ):
+        best[sid] = (lo, hi)
+    last = dict(con.execute("SELECT study_id, max(datetime_start) FROM trials GROUP BY study_id"))
+    out = []
+    for sid, name in studies:
+        dirs = tuple(directions.get(sid, ["minimize"]))
+        c = counts.get(sid, {})
+        b = best.get(sid)
+        value = None
+        if b is not None and len(dirs) == 1:
+            value = b[0] if dirs[0] == "minimize" else b[1]
+        out.append(
+            StudyInfo(
+                name=name,
+                directions=dirs,
+                n_trials=sum(c.values()),
+                n_complete=c.get("COMPLETE", 0),
+                n_pruned=c.get("PRUNED", 0),
+                n_failed=c.get("FAIL", 0),
+                best_value=None if value is None else float(value),
+                last_start=None if last.get(sid) is None else str(last[sid])[:19],
+            )
+        )
+    return out
+
+
+def _sql_study(
+    con: _Reader, location: str, study_name: str, extra_attrs: Sequence[str] = ()
+) -> StudyData:
+    rows = con.execute(
+        "SELECT study_id FROM studies WHERE study_name = ?",
+        (study_name,),
+    )
+    if not rows:
+        names = [r[0] for r in con.execute("SELECT study_name FROM studies ORDER BY study_id")]
+        raise _not_found(study_name, names)
+    sid = rows[0][0]
+    dirs = [
+        str(r[0]).lower()
+        for r in con.execute(
+            "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective", (sid,)
+        )
+    ]
+    _check_single_objective(study_name, dirs)
+    user_attrs = {}
+    for key, value_json in con.execute(
+        "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", (sid,)
+    ):
+        user_attrs[key] = _json(value_json)
+    trials = con.execute(
+        "SELECT trial_id, number, state FROM trials WHERE study_id = ? ORDER BY number", (sid,)
+    )
+    index = {tid: i for i, (tid, _, _) in enumerate(trials)}
+    n = len(trials)
+    numbers = np.fromiter((r[1] for r in trials), dtype=np.int64, count=n)
+    states = np.array([r[2] for r in trials], dtype="<U8")
+    values = np.full(n, np.nan)
+    for tid, value, value_type in con.execute(
+        "SELECT v.trial_id, v.value, v.value_type FROM trial_values v "
+        "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = ? AND v.objective = 0",
+        (sid,),
+    ):
+        if value_type == "INF_POS":
+            value = math.inf
+        elif value_type == "INF_NEG":
+            value = -math.inf
+        if value is not None:
+            values[index[tid]] = value
+    # Parameters: one pass filling (row, name, internal value) triples; a name's
+    # distribution JSON is decoded once (and again only where it changes).
+    rows_i: list[int] = []
+    names_i: list[str] = []
+    vals_i: list[float] = []
+    cell_json: list[tuple[int, str, str]] = []
+    first_json: dict[str, str] = {}
+    for tid, name, internal, dist_json in con.execute(
+        "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
+        "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = ?",
+        (sid,),
+    ):
+        i = index[tid]
+        rows_i.append(i)
+        names_i.append(name)
+        vals_i.append(internal)
+        known = first_json.get(name)
+        if known is None:
+            first_json[name] = dist_json
+        elif known != dist_json:
+            cell_json.append((i, name, dist_json))
+    attrs: list[dict[str, Any]] = [{} for _ in range(n)]
+    keys = (*ATTR_KEYS, *extra_attrs)
+    marks = ",".join("?" * len(keys))
+    for tid, key, value_json in con.execute(
+        "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+        f"JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = ? AND a.key IN ({marks})",
+        (sid, *keys),
+    ):
+        # Guards stay JSON text until StudyData keeps the few it needs (_thin_guards).
+        attrs[index[tid]][key] = value_json if key == "mttune.guard" else _json(value_json)
+    cache: dict[str, BaseDistribution] = {}
+
+    def dist_of(text: str) -> BaseDistribution:
+        if text not in cache:
+            cache[text] = json_to_distribution(text)
+        return cache[text]
+
+    # A parameter whose distribution changed during the study: the latest one is its column's.
+    latest = {name: dist_of(text) for name, text in first_json.items()}
+    last_row: dict[str, int] = {}
+    for i, name, text in cell_json:
+        if i >= last_row.get(name, -1):
+            last_row[name] = i
+            latest[name] = dist_of(text)
+    order = {name: k for k, name in enumerate(_param_order(user_attrs, latest))}
+    names = sorted(latest, key=lambda k: order.get(k, len(order)))
+    column = {name: j for j, name in enumerate(names)}
+    matrix = np.full((n, len(names)), np.inf)
+    if rows_i:
+        cols = np.fromiter((column[x] for x in names_i), dtype=np.int64, count=len(names_i))
+        matrix[np.array(rows_i), cols] = np.array(vals_i, dtype=np.float64)
+    cells: dict[tuple[int, int], BaseDistribution] = {}
+    if cell_json:
+        changed = {name for _, name, _ in cell_json}
+        for i, name, text in cell_json:
+            cells[(i, column[name])] = dist_of(text)
+        for i, name in zip(rows_i, names_i, strict=True):
+            if name in changed and (i, column[name]) not in cells:
+                cells[(i, column[name])] = dist_of(first_json[name])
+        for key, dist in list(cells.items()):
+            if dist == latest[names[key[1]]]:
+                del cells[key]
+    return StudyData(
+        storage=location,
+        name=study_name,
+        direction=dirs[0] if dirs else "minimize",
+        user_attrs=user_attrs,
+        numbers=numbers,
+        states=states,
+        values=values,
+        distributions={name: latest[name] for name in names},
+        attrs=attrs,
+        internal=matrix,
+        cell_distributions=cells,
+    )
+
+
+def _param_order(user_attrs: dict[str, Any], latest: dict[str, Any]) -> list[str]:
+    """Parameters in the order of the recorded search space, the others after."""
+    space = user_attrs.get("mttune:space")
+    names = list(space.get("params", {})) if isinstance(space, dict) else []
+    return names + [n for n in latest if n not in names]
+
+
+def _json(text: str) -> Any:
+    """Decode an attribute's JSON (plain strings and numbers without the json module)."""
+    if not isinstance(text, str) or not text:
+        return text
+    first = text[0]
+    if first == '"' and "\\" not in text and text.count('"') == 2:
+        return text[1:-1]
+    if first in "-0123456789":
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _not_found(name: str, names: list[str]) -> StudyNotFoundError:
+    return StudyNotFoundError(
+        f"no study named {name!r} in this storage; it has: {', '.join(names[:20]) or 'none'}. "
+        "List them with 'mttune review STORAGE' (without --study)."
+    )
+
+
+def _check_single_objective(name: str, directions: list[str]) -> None:
+    if len(directions) > 1:
+        raise ReviewError(
+            f"study {name!r} has {len(directions)} objectives ({', '.join(directions)}); "
+            "mttune review and verify work on single-objective studies. Review each objective "
+            "in a single-objective study, or use optuna-dashboard for Pareto fronts."
+        )
+
+
+# ---------------------------------------------------------------------- through Optuna
+def _api_storage(location: str) -> optuna.storages.BaseStorage:
+    from tuner.studies import open_storage
+
+    return open_storage(location, read_only=True)
+
+
+def _api_list(location: str) -> list[StudyInfo]:
+    storage = _api_storage(location)
+    out = []
+    for s in storage.get_all_studies():
+        dirs = tuple(d.name.lower() for d in s.directions)
+        trials = storage.get_all_trials(s._study_id, deepcopy=False)
+        complete = [
+            t.values[0]
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
+        ]
+        best = None
+        if complete and len(dirs) == 1:
+            best = min(complete) if dirs[0] == "minimize" else max(complete)
+        starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+        out.append(
+            StudyInfo(
+                name=s.study_name,
+                directions=dirs,
+                n_trials=len(trials),
+                n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
+                n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                n_failed=sum(t.state == TrialState.FAIL for t in trials),
+                best_value=None if best is None else float(best),
+                last_start=str(max(starts))[:19] if starts else None,
+            )
+        )
+    return out
+
+
+def _api_study(location: str, study_name: str, extra_attrs: Sequence[str] = ()) -> StudyData:
+    storage = _api_storage(location)
+    studies = {s.study_name: s for s in storage.get_all_studies()}
+    if study_name not in studies:
+        raise _not_found(study_name, list(studies))
+    frozen = studies[study_name]
+    dirs = [d.name.lower() for d in frozen.directions]
+    _check_single_objective(study_name, dirs)
+    trials = sorted(storage.get_all_trials(frozen._study_id, deepcopy=False), key=_number)
+    n = len(trials)
+    values = np.full(n, np.nan)
+    latest: dict[str, tuple[int, BaseDistribution]] = {}
+    for i, t in enumerate(trials):
+        if t.values:
+            values[i] = t.values[0]
+        for name, dist in t.distributions.items():
+            latest[name] = (i, dist)
+    order = {name: i for i, name in enumerate(_param_order(frozen.user_attrs, latest))}
+    names = sorted(latest, key=lambda k: order.get(k, len(order)))
+    matrix = np.full((n, len(names)), np.inf)
+    cells: dict[tuple[int, int], BaseDistribution] = {}
+    for i, t in enumerate(trials):
+        for j, name in enumerate(names):
+            if name in t.params:
+                dist = t.distributions[name]
+                matrix[i, j] = dist.to_internal_repr(t.params[name])
+                if dist != latest[name][1]:
+                    cells[(i, j)] = dist
+    return StudyData(
+        storage=location,
+        name=study_name,
+        direction=dirs[0] if dirs else "minimize",
+        user_attrs=dict(frozen.user_attrs),
+        numbers=np.array([t.number for t in trials], dtype=np.int64),
+        states=np.array([t.state.name for t in trials], dtype="<U8"),
+        values=values,
+        distributions={name: latest[name][1] for name in names},
+        attrs=[
+            {k: t.user_attrs[k] for k in (*ATTR_KEYS, *extra_attrs) if k in t.user_attrs}
+            for t in trials
+        ],
+        internal=matrix,
+        cell_distributions=cells,
+    )
+
+
+def _number(t: optuna.trial.FrozenTrial) -> int:
+    return t.number

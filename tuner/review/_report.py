@@ -1,0 +1,234 @@
+"""The review report: every section as plain JSON-ready data (``Review.to_dict()``).
+
+The structure is documented in docs (``mttune review --json``) and versioned by ``format``;
+fields are only ever added within a version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from tuner.review._confidence import Analysis, Estimate, analyse, describe_method, why_different
+from tuner.review._diagnostics import convergence, failures, importance, prior_diagnostics
+from tuner.review._load import StudyData, read_study
+from tuner.review._robustness import Robustness, robustness
+
+__all__ = ["FORMAT", "Review", "build_review", "review_data"]
+
+FORMAT = "mttune-review/1"
+
+
+def fmt(value: float | None) -> str:
+    """A number for sentences and tables (4 significant digits)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.4g}"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars unwrapped, NaN and infinities as ``None``."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclasses.dataclass
+class Review:
+    """A study's review.
+
+    Attributes:
+        report: The sections as JSON-ready data (see :meth:`to_dict`).
+        analysis: The underlying estimates (for verify and the plots).
+        robustness: Robustness of the recommended config (``None`` without one).
+    """
+
+    report: dict[str, Any]
+    analysis: Analysis
+    robustness: Robustness | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types (the ``mttune review --json`` output)."""
+        return self.report
+
+    def to_json(self) -> str:
+        """The report as indented JSON."""
+        return json.dumps(self.report, indent=2, allow_nan=False)
+
+
+def build_review(
+    location: str, study: str, *, top_k: int = 5, perturb: float = 0.05, seed: int = 0
+) -> Review:
+    """Read a study (strictly read-only) and review it.
+
+    Args:
+        location: Storage URL, SQLite path or journal file.
+        study: Study name.
+        top_k: Candidates compared for ``P(best)``.
+        perturb: The nudge of robustness, in unit-cube units.
+        seed: Seed of the Monte-Carlo draws and subsamples (same seed, same report).
+    """
+    return review_data(read_study(location, study), top_k=top_k, perturb=perturb, seed=seed)
+
+
+def estimate_dict(e: Estimate, analysis: Analysis, rank: int | None = None) -> dict[str, Any]:
+    """One candidate config's estimate in objective units."""
+    data = analysis.data
+    s = data.sign
+    h = e.half_width
+    out = {
+        "rank": rank,
+        "number": e.group.representative(data),
+        "params": e.group.params,
+        "runs": e.group.n,
+        "runs_used": e.n_used,
+        "trials": e.group.numbers(data)[:20],
+        "observed_best": s * e.observed_best,
+        "mean": s * e.mean,
+        "se": e.se,
+        "interval": None if h is None else sorted([s * (e.mean - h), s * (e.mean + h)]),
+        "bound": s * e.bound if h is not None else None,
+        "method": e.method,
+        "p_best": e.p_best,
+        "sd": e.sd,
+        "df": e.df,
+    }
+    return out
+
+
+def robustness_dict(r: Robustness | None) -> dict[str, Any] | None:
+    """Robustness in JSON form."""
+    if r is None:
+        return None
+    return {
+        "number": r.number,
+        "perturb": r.perturb,
+        "threshold": r.threshold,
+        "threshold_rule": r.threshold_rule,
+        "fragile": r.fragile,
+        "better": r.better,
+        "params": [dataclasses.asdict(p) for p in r.params],
+        "skipped": r.skipped,
+        "seeds": r.seeds,
+    }
+
+
+def review_data(
+    data: StudyData, *, top_k: int = 5, perturb: float = 0.05, seed: int = 0
+) -> Review:
+    """Review a study already read (see :func:`build_review`)."""
+    analysis = analyse(data, top_k=top_k, seed=seed)
+    fails = failures(data)
+    rec = analysis.recommended
+    notes: list[str] = []
+    best_obs = None
+    if analysis.best_observed_row is not None:
+        i = analysis.best_observed_row
+        best_obs = {
+            "number": int(data.numbers[i]),
+            "value": float(data.values[i]),
+            "params": data.params[i],
+            "estimate": None
+            if analysis.best_observed is None
+            else estimate_dict(analysis.best_observed, analysis),
+        }
+    rob = robustness(analysis, rec, perturb) if rec is not None else None
+    recommended = None
+    if rec is not None:
+        recommended = estimate_dict(rec, analysis, 1)
+        recommended["method_text"] = describe_method(rec, analysis)
+        recommended["level"] = analysis.level
+    why = why_different(analysis, fmt)
+    gp = analysis.gp
+    if gp is not None and gp.capped:
+        notes.append(
+            f"{gp.capped} trial value(s) worse than Q3 + 3 IQR were capped for the surrogate "
+            "fit (diverged runs)."
+        )
+    if fails["non_finite"]:
+        notes.append(
+            f"{fails['non_finite']} completed trial(s) have a non-finite value and are left out."
+        )
+    if len(analysis.complete) and len(analysis.complete) < 5:
+        notes.append("fewer than 5 completed trials: no noise estimate; run more trials.")
+    for name, reason in analysis.codec.skipped.items():
+        notes.append(f"parameter {name!r} is not modelled: {reason}")
+    if rec is not None and rec.method in ("surrogate", "single"):
+        notes.append(
+            "the intervals come from a model of the study, not from repeated runs; "
+            "'mttune verify' measures them."
+        )
+    by_state = fails["by_state"]
+    report = {
+        "format": FORMAT,
+        "study": data.name,
+        "storage": data.storage,
+        "direction": data.direction,
+        "objective": data.objective,
+        "trials": {
+            "total": len(data),
+            "search": sum(by_state.values()),
+            "verification": sum(fails["verification"].values()),
+            "complete": by_state.get("complete", 0),
+        },
+        "best_observed": best_obs,
+        "recommended": recommended,
+        "differs": why is not None,
+        "why": why,
+        "confidence": {
+            "level": analysis.level,
+            "method": None if rec is None else describe_method(rec, analysis),
+            "noise_sd": analysis.noise_sd,
+            "noise_method": analysis.noise_method,
+            "pooled_repeats": None
+            if analysis.pooled_sd is None
+            else {"sd": analysis.pooled_sd[0], "df": analysis.pooled_sd[1]},
+            "surrogate": None
+            if gp is None
+            else {
+                "kind": "gaussian-process",
+                "description": gp.describe(),
+                "noise_sd": gp.noise_sd,
+                "lengthscales": dict(
+                    zip(_dim_labels(analysis), gp.lengthscales.tolist(), strict=True)
+                ),
+                "n_fit": gp.n_fit,
+                "n_posterior": gp.n_posterior,
+            },
+            "top_k": [
+                estimate_dict(e, analysis, r + 1)
+                for r, e in enumerate(analysis.candidates[: analysis.top_k])
+            ],
+            "p_best_method": "Monte Carlo over the top-k candidates' posteriors "
+            "(joint Gaussian-process draws; Student-t draws for repeated configs)",
+        },
+        "robustness": robustness_dict(rob),
+        "importance": importance(data, seed=seed),
+        "convergence": convergence(data),
+        "failures": fails,
+        "prior": prior_diagnostics(data),
+        "notes": notes,
+    }
+    return Review(jsonable(report), analysis, rob)
+
+
+def _dim_labels(analysis: Analysis) -> list[str]:
+    labels: list[str] = []
+    codec = analysis.codec
+    for name in codec.names:
+        if codec.is_categorical(name):
+            dist = analysis.data.distributions[name]
+            labels += [f"{name}={c}" for c in getattr(dist, "choices", ())]
+        else:
+            labels.append(name)
+    return labels

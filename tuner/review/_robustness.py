@@ -1,0 +1,299 @@
+"""Robustness: how much worse does a config get when one hyperparameter moves a little?
+
+Each numeric hyperparameter of the config is moved by ``-perturb`` and ``+perturb`` in the
+unit-cube encoding (5% of its range by default, on the log scale for log parameters; an
+integer or stepped parameter moves at least to the next grid value). The *degradation* of a
+side is how much worse the objective gets there (objective units, positive = worse); the
+parameter's degradation is its worse side's. It comes from
+
+* ``verify``: real runs of the perturbed neighbours made by ``mttune verify`` (mean of the
+  neighbour's runs minus the config's estimated value), where they exist;
+* ``surrogate``: the Gaussian process's posterior of the difference otherwise.
+
+A parameter is **fragile** when its degradation is both significant (its one-sided 95%
+lower bound is above zero) and larger than the threshold: one run's noise sd (the spread
+you would see re-running the same config with another seed), at least 1% of the study's
+interquartile range. Categorical parameters have no small move and are not perturbed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from tuner.review._confidence import Analysis, Estimate
+from tuner.review._configs import ConfigGroup
+
+__all__ = ["ParamRobustness", "Robustness", "robustness"]
+
+_Z = 1.6448536269514722  # one-sided 95%
+_CURVE_STEPS = 9
+
+
+@dataclasses.dataclass
+class ParamRobustness:
+    """The effect of nudging one hyperparameter.
+
+    Attributes:
+        name: The hyperparameter.
+        value: Its value in the config.
+        sides: Per direction: ``delta`` (cube units), ``value``, ``degradation``, ``se``,
+            ``runs`` (real runs behind it; 0 for the surrogate) and ``method``.
+        degradation: The worse side's degradation (objective units, positive = worse).
+        se: Its standard error.
+        fragile: Whether the degradation is significant and above the threshold.
+        method: ``verify`` when real perturbed runs exist, else ``surrogate``.
+        curve: Surrogate prediction along the parameter: ``delta``, ``value``, ``mean``,
+            ``sd`` (objective units), for the plot; empty without a surrogate.
+    """
+
+    name: str
+    value: Any
+    sides: list[dict[str, Any]]
+    degradation: float
+    se: float
+    fragile: bool
+    method: str
+    curve: list[dict[str, Any]]
+
+
+@dataclasses.dataclass
+class Robustness:
+    """Robustness of one config.
+
+    Attributes:
+        number: The trial number naming the config.
+        perturb: The nudge, in cube units.
+        threshold: Degradation above which a (significant) effect is fragile.
+        threshold_rule: How the threshold was set.
+        params: Per numeric hyperparameter.
+        skipped: Hyperparameters not perturbed, with the reason.
+        seeds: Spread of the config's repeated runs (``n``, ``sd``, ``min``, ``max``), if any.
+    """
+
+    number: int
+    perturb: float
+    threshold: float | None
+    threshold_rule: str
+    params: list[ParamRobustness]
+    skipped: dict[str, str]
+    seeds: dict[str, Any] | None
+
+    @property
+    def fragile(self) -> list[str]:
+        """Names of the fragile hyperparameters."""
+        return [p.name for p in self.params if p.fragile]
+
+    @property
+    def better(self) -> list[dict[str, Any]]:
+        """Moves that make the config significantly better (more than the threshold).
+
+        The config is then not at a local optimum along that parameter: worth exploring.
+        """
+        out = []
+        for p in self.params:
+            for side in p.sides:
+                d, se = side["degradation"], side["se"]
+                if self.threshold is not None and -d > self.threshold and d + _Z * se < 0:
+                    out.append(
+                        {
+                            "param": p.name,
+                            "delta": side["delta"],
+                            "value": side["value"],
+                            "gain": -d,
+                        }
+                    )
+        return out
+
+
+def _threshold(analysis: Analysis) -> tuple[float | None, str]:
+    data = analysis.data
+    search = analysis.complete[~data.verification[analysis.complete]]
+    vals = data.values[search] if len(search) else data.values[analysis.complete]
+    iqr = float(np.subtract(*np.percentile(vals, [75, 25]))) if len(vals) else 0.0
+    floor = 0.01 * iqr
+    if analysis.noise_sd is None:
+        if floor > 0:
+            return floor, "1% of the study's interquartile range (no noise estimate)"
+        return None, "no noise estimate"
+    if analysis.noise_sd >= floor:
+        return analysis.noise_sd, f"one run's noise sd ({analysis.noise_method})"
+    return floor, "1% of the study's interquartile range (above the noise sd)"
+
+
+def _seed_spread(group: ConfigGroup, analysis: Analysis) -> dict[str, Any] | None:
+    rows = group.repeat_rows if len(group.repeat_rows) >= 2 else group.rows
+    if len(rows) < 2:
+        return None
+    vals = analysis.data.values[rows]
+    return {
+        "n": len(rows),
+        "sd": float(np.std(vals, ddof=1)),
+        "min": float(vals.min()),
+        "max": float(vals.max()),
+        "from": "verify repeats" if rows is group.repeat_rows else "repeated runs",
+    }
+
+
+def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) -> Robustness:
+    """Perturb each numeric hyperparameter of ``estimate``'s config (module docstring)."""
+    data = analysis.data
+    codec = analysis.codec
+    group = estimate.group
+    numbers = set(group.numbers(data))
+    threshold, rule = _threshold(analysis)
+    perturbed = _perturbed_runs(analysis, numbers, perturb)
+
+    skipped: dict[str, str] = {}
+    plans: list[tuple[str, list[tuple[int, Any, float]], list[tuple[Any, float]]]] = []
+    for name in codec.names:
+        if name not in group.params:
+            skipped[name] = "inactive in this config"
+            continue
+        if codec.is_categorical(name):
+            skipped[name] = "categorical: no small move"
+            continue
+        value = group.params[name]
+        sides = []
+        for sign in (-1, 1):
+            nb = codec.neighbour(name, value, sign * perturb) if perturb > 0 else None
+            if nb is not None:
+                sides.append((sign, nb[0], nb[1]))
+        curve: list[tuple[Any, float]] = []
+        if analysis.gp is not None and perturb > 0:
+            u0 = codec.coordinate(name, value)
+            values = [codec.value_at(name, u0 + float(d)) for d in _curve_steps(perturb)]
+            for v in {*values, *(v for _, v, _ in sides)}:
+                curve.append((v, codec.coordinate(name, v) - u0))
+            curve.sort(key=lambda c: c[1])
+        if not sides and not any((name, s) in perturbed for s in (-1, 1)):
+            skipped[name] = (
+                "--perturb is 0" if perturb <= 0 else "a single value: nothing to perturb"
+            )
+            continue
+        plans.append((name, sides, curve))
+
+    # One joint posterior for the config, every side and every curve point.
+    points: list[dict[str, Any]] = [group.params]
+    for name, sides, curve in plans:
+        points += [{**group.params, name: v} for _, v, _ in sides]
+        points += [{**group.params, name: v} for v, _ in curve]
+    mean = cov = None
+    if analysis.gp is not None:
+        mean, cov = analysis.gp.posterior(codec.encode(points))
+    s = data.sign
+    noise = analysis.noise_sd
+    base_se = estimate.se if estimate.se is not None else noise
+    results: list[ParamRobustness] = []
+    at = 1
+    for name, sides, curve in plans:
+        side_out: dict[int, dict[str, Any]] = {}
+        for sign, v, delta in sides:
+            j = at
+            at += 1
+            if mean is not None and cov is not None:
+                d = float(mean[j] - mean[0])
+                se = math.sqrt(max(cov[j, j] + cov[0, 0] - 2 * cov[0, j], 0.0))
+                side_out[sign] = _side(sign, v, delta, d, se, 0, "surrogate")
+        for sign in (-1, 1):  # real runs of the neighbours replace the surrogate's guess
+            rows = perturbed.get((name, sign))
+            if not rows:
+                continue
+            tag = data.tags[rows[0]]
+            ys = s * data.values[rows]
+            var = float(np.var(ys, ddof=1)) if len(rows) >= 2 else (noise or 0.0) ** 2
+            se = math.sqrt(var / len(rows) + (base_se or 0.0) ** 2)
+            d = float(ys.mean()) - estimate.mean
+            value = data.params[rows[0]].get(name)
+            side_out[sign] = _side(sign, value, float(tag["delta"]), d, se, len(rows), "verify")
+        curve_out = []
+        for v, delta in curve:
+            j = at
+            at += 1
+            if mean is not None and cov is not None:
+                curve_out.append(
+                    {
+                        "delta": round(delta, 6),
+                        "value": v,
+                        "mean": float(s * mean[j]),
+                        "sd": float(math.sqrt(max(cov[j, j], 0.0))),
+                    }
+                )
+        if not side_out:
+            skipped[name] = "no surrogate and no perturbed runs"
+            continue
+        worst = max(side_out.values(), key=lambda o: o["degradation"])
+        fragile = (
+            threshold is not None
+            and worst["degradation"] > threshold
+            and worst["degradation"] - _Z * worst["se"] > 0
+        )
+        results.append(
+            ParamRobustness(
+                name=name,
+                value=group.params[name],
+                sides=[side_out[k] for k in sorted(side_out)],
+                degradation=worst["degradation"],
+                se=worst["se"],
+                fragile=bool(fragile),
+                method="verify"
+                if any(o["method"] == "verify" for o in side_out.values())
+                else "surrogate",
+                curve=curve_out,
+            )
+        )
+    return Robustness(
+        number=group.representative(data),
+        perturb=perturb,
+        threshold=threshold,
+        threshold_rule=rule,
+        params=results,
+        skipped=skipped,
+        seeds=_seed_spread(group, analysis),
+    )
+
+
+def _perturbed_runs(
+    analysis: Analysis, numbers: set[int], perturb: float
+) -> dict[tuple[str, int], list[int]]:
+    """Rows of ``mttune verify``'s neighbour runs of a config, by (parameter, direction).
+
+    When several verifications moved a parameter by different amounts, the runs of the move
+    closest to ``perturb`` are used.
+    """
+    data = analysis.data
+    by_move: dict[tuple[str, int], dict[float, list[int]]] = {}
+    for i in analysis.complete.tolist():
+        tag = data.tags.get(i)
+        if tag is None or tag["kind"] != "perturb" or tag.get("of") not in numbers:
+            continue
+        delta = tag.get("delta")
+        if isinstance(delta, int | float) and not isinstance(delta, bool) and delta != 0:
+            key = (str(tag.get("param")), 1 if delta > 0 else -1)
+            by_move.setdefault(key, {}).setdefault(float(delta), []).append(i)
+    return {
+        key: moves[min(moves, key=lambda d: abs(abs(d) - perturb))]
+        for key, moves in by_move.items()
+    }
+
+
+def _curve_steps(perturb: float) -> np.ndarray:
+    """Moves along a parameter for the robustness curve: -2 to +2 times the nudge."""
+    return np.linspace(-2 * perturb, 2 * perturb, _CURVE_STEPS)
+
+
+def _side(
+    sign: int, value: Any, delta: float, degradation: float, se: float, runs: int, method: str
+) -> dict[str, Any]:
+    return {
+        "sign": sign,
+        "delta": round(delta, 6),
+        "value": value,
+        "degradation": degradation,
+        "se": se,
+        "runs": runs,
+        "method": method,
+    }
