@@ -169,3 +169,24 @@ def test_rank_normalize_robust_to_outliers():
     assert np.allclose(rank_normalize(np.append(v, 1e30)), rank_normalize(np.append(v, 0.5)))
     with pytest.raises(ValueError, match="finite"):
         rank_normalize(np.array([1.0, np.nan]))
+
+
+def test_reading_a_wal_database_leaves_no_file_behind(tmp_path):
+    from tuner.studies import open_storage
+
+    folder = tmp_path / "past"
+    folder.mkdir()
+    for i in range(3):  # mttune run's storages are in WAL mode
+        storage = open_storage(str(folder / f"s{i}.db"))
+        _study(storage, f"wal-{i}", seed=i)
+        storage.engine.dispose()
+    for f in folder.glob("*-*"):  # what a finished writer may leave: not ours to keep
+        f.unlink()
+    before = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)
+    try:
+        ds = build_metadataset([str(folder / "*.db")], SPACE)
+    finally:
+        folder.chmod(0o755)
+    assert len(ds.tasks) == 3
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -36,7 +36,14 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import TrialState
 
 from tuner._errors import MttuneError
-from tuner.studies import StorageError, StudyNotFoundError, normalize_url, sqlite_path
+from tuner.studies import (
+    StorageError,
+    StudyNotFoundError,
+    check_sqlite_file,
+    is_wal_database,
+    normalize_url,
+    sqlite_path,
+)
 
 __all__ = [
     "ATTR_KEYS",
@@ -261,32 +268,6 @@ def read_study(location: str, study_name: str, *, extra_attrs: Sequence[str] = (
 
 
 # ---------------------------------------------------------------------- SQLite access
-def _check_file(db: Path) -> None:
-    if not db.exists():
-        raise StorageError(
-            f"{db}: no such study database. Check the path (an SQLite file, an Optuna journal "
-            "*.log, or a database URL)."
-        )
-    if db.is_dir():
-        raise StorageError(f"{db}: is a directory, not an SQLite database file.")
-    try:
-        with open(db, "rb") as f:
-            header = f.read(100)
-    except OSError as e:
-        raise StorageError(f"{db}: cannot read: {e.strerror}") from None
-    if header[:16] != b"SQLite format 3\x00":
-        raise StorageError(
-            f"{db}: not an Optuna storage: the file is not an SQLite database (wrong header). "
-            "Pass a study database written by mttune run or Optuna."
-        )
-
-
-def _is_wal(db: Path) -> bool:
-    with open(db, "rb") as f:
-        header = f.read(20)
-    return len(header) >= 20 and header[18] == 2
-
-
 def _uri(db: Path, query: str) -> str:
     return f"file:{urllib.parse.quote(str(db.resolve()))}?{query}"
 
@@ -319,9 +300,9 @@ class _Reader:
 @contextlib.contextmanager
 def _reading(db: Path) -> Iterator[_Reader]:
     """A read-only connection that leaves no file behind (see the module docstring)."""
-    _check_file(db)
+    check_sqlite_file(db)
     try:
-        if _is_wal(db) and not _stamp(db)[2]:
+        if is_wal_database(db) and not _stamp(db)[2]:
             before = _stamp(db)
             con = sqlite3.connect(_uri(db, "immutable=1"), uri=True)
             try:

@@ -33,8 +33,7 @@ from tuner.review._configs import Codec
 from tuner.review._load import ReviewError, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
-from tuner.runners import ScriptSpec, run_script
-from tuner.runners._study import outcome_attrs
+from tuner.runners import ScriptSpec, outcome_attrs, run_script
 from tuner.studies import open_storage
 
 __all__ = ["VerifyOptions", "VerifyResult", "VerifyRun", "verify_study"]

@@ -47,6 +47,7 @@ __all__ = [
     "fail_dead_local_trials",
     "fail_orphaned_trials",
     "is_interrupted",
+    "is_verification",
     "make_pruner",
     "make_sampler",
     "outcome_attrs",
@@ -114,9 +115,14 @@ def _json_safe(v: Any) -> bool:
     return isinstance(v, str | int | bool) or v is None
 
 
+def is_verification(trial: FrozenTrial) -> bool:
+    """A run of ``mttune verify`` (tagged ``verify``), not a trial of the search."""
+    return "verify" in trial.user_attrs
+
+
 def is_interrupted(trial: FrozenTrial) -> bool:
     """A FAILED trial that did not fail on its own: its runner was stopped or died."""
-    if trial.state != TrialState.FAIL:
+    if trial.state != TrialState.FAIL or is_verification(trial):
         return False
     return bool(trial.user_attrs.get("interrupted")) or "fail_reason" not in trial.user_attrs
 
@@ -139,9 +145,14 @@ class StudyCounts:
 
 
 def count_trials(trials: Iterable[FrozenTrial]) -> StudyCounts:
-    """Count trials by state, telling interrupted failures from real ones."""
+    """Count the search's trials by state, telling interrupted failures from real ones.
+
+    Verification runs (``mttune verify``) are not part of the search and are not counted.
+    """
     c = dict(complete=0, pruned=0, failed=0, interrupted=0, running=0, waiting=0)
     for t in trials:
+        if is_verification(t):
+            continue
         if t.state == TrialState.COMPLETE:
             c["complete"] += 1
         elif t.state == TrialState.PRUNED:
@@ -156,8 +167,15 @@ def count_trials(trials: Iterable[FrozenTrial]) -> StudyCounts:
 
 
 def best_trial(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The best COMPLETE trial of ``trials`` (the lowest number among ties), else ``None``."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    """The best COMPLETE search trial (the lowest number among ties), else ``None``.
+
+    Verification runs are left out: a lucky repeat is not a better config.
+    """
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and not is_verification(t)
+    ]
     if not complete:
         return None
     sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0

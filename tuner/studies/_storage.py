@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -29,7 +30,10 @@ __all__ = [
     "DEFAULT_STUDIES_DIR",
     "StorageError",
     "StudyNotFoundError",
+    "check_sqlite_file",
+    "connect_read_only",
     "default_storage_url",
+    "is_wal_database",
     "load_study",
     "normalize_url",
     "open_storage",
@@ -141,7 +145,33 @@ def _first_line(e: BaseException) -> str:
 _OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 
 
-def _check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
+def connect_read_only(db: Path) -> sqlite3.Connection:
+    """An SQLite connection that reads ``db`` without writing anything, beside it included.
+
+    * rollback-journal database: ``mode=ro`` (shared locks only);
+    * WAL database that no writer has open (no ``-wal`` content): ``immutable=1``, since a
+      ``mode=ro`` reader would create the ``-shm`` file;
+    * WAL database being written (``-wal`` and ``-shm`` exist): ``mode=ro``, which uses the
+      writer's files and creates none.
+    """
+    path = urllib.parse.quote(str(db.resolve()))
+    wal = Path(f"{db}-wal")
+    live = wal.exists() and wal.stat().st_size > 0 and Path(f"{db}-shm").exists()
+    query = "immutable=1" if is_wal_database(db) and not live else "mode=ro"
+    return sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=30, check_same_thread=False)
+
+
+def is_wal_database(db: Path) -> bool:
+    """Whether the database file is in WAL mode (header bytes 18-19 are 2)."""
+    try:
+        with open(db, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return len(header) >= 20 and header[18] == 2
+
+
+def check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
     """Fail clearly on a path that is not an SQLite database with Optuna tables.
 
     With ``for_writing``, an empty database (or one whose Optuna tables are still being
@@ -162,7 +192,7 @@ def _check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
     if header and header != b"SQLite format 3\x00":
         raise StorageError(f"{db}: not an SQLite database (wrong file header).")
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        con = connect_read_only(db)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
         finally:
@@ -185,12 +215,15 @@ def _open_sqlite(
     grace_period: int | None,
     stale_trial_callback,
 ) -> BaseStorage:
-    engine_kwargs = {"connect_args": {"timeout": 120}}
+    engine_kwargs: dict = {"connect_args": {"timeout": 120}}
     if read_only:
-        _check_sqlite_file(db)
-        uri = f"sqlite:///file:{db.resolve()}?mode=ro&uri=true"
+        check_sqlite_file(db)
         try:
-            return RDBStorage(uri, engine_kwargs=engine_kwargs, skip_table_creation=True)
+            return RDBStorage(
+                f"sqlite:///{db.resolve()}",
+                engine_kwargs={"creator": lambda: connect_read_only(db)},
+                skip_table_creation=True,
+            )
         except RuntimeError as e:
             if "upgrade" not in str(e):
                 raise StorageError(f"{db}: cannot read: {_first_line(e)}") from None
@@ -198,7 +231,7 @@ def _open_sqlite(
         except Exception as e:
             raise StorageError(f"{db}: cannot read: {_first_line(e)}") from None
     if db.exists():
-        _check_sqlite_file(db, for_writing=True)
+        check_sqlite_file(db, for_writing=True)
         if not os.access(db, os.W_OK):
             raise StorageError(
                 f"{db}: the study database is read-only. Make it writable (chmod u+w), or "
