@@ -242,10 +242,13 @@ def _open_sqlite(
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"{db}: cannot create its folder: {e.strerror}") from None
+    new = not db.exists() or db.stat().st_size == 0
     try:
-        # WAL lets readers (review, dashboards, a second runner) work while trials are written.
-        with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        if new:
+            # WAL lets readers (review, dashboards, a second runner) work while trials are
+            # written. Only for databases mttune creates: an existing one keeps its mode.
+            with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
+                con.execute("PRAGMA journal_mode=WAL")
         for attempt in range(5):
             try:
                 return RDBStorage(
