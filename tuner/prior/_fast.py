@@ -54,10 +54,11 @@ class FastEnsemble:
             lb.append(np.exp(log_lrs[f"net.{i}.bias"].numpy()).astype(_DTYPE))
         return cls(w, b, lw, lb)
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """Outputs ``(M, n)`` plus the pre-activations and activations for backprop."""
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list, list[np.ndarray]]:
+        """Outputs ``(M, n)`` plus ``(pre-activation, sigmoid)`` pairs and activations."""
         a: np.ndarray = x  # (n, D) shared by all members at the input
-        pre, acts = [], [x]
+        pre: list[tuple[np.ndarray, np.ndarray]] = []
+        acts = [x]
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             if a.ndim == 2:  # shared input: one GEMM for all members
@@ -68,8 +69,9 @@ class FastEnsemble:
             z = z + b[:, None, :]
             if i == last:
                 return z[..., 0], pre, acts
-            pre.append(z)
-            a = z * _sigmoid(z)
+            s = _sigmoid(z)
+            pre.append((z, s))
+            a = z * s
             acts.append(a)
         raise AssertionError("unreachable")
 
@@ -102,8 +104,7 @@ class FastEnsemble:
                 gb = delta.sum(axis=1)
                 if i > 0:
                     da = delta @ w[i]  # (M, n, in)
-                    z = pre[i - 1]
-                    s = _sigmoid(z)
+                    z, s = pre[i - 1]
                     delta = da * (s * (1.0 + z * (1.0 - s)))
                 w[i] = w[i] - self.lr_w[i][:, None, None] * gw
                 b[i] = b[i] - self.lr_b[i][:, None] * gb

@@ -43,7 +43,7 @@ def candidates(
     incumbents: np.ndarray,
     fixed: Mapping[str, Any] | None = None,
     scales: tuple[float, ...] = (0.02, 0.06, 0.15),
-    n_local: int = 48,
+    n_local: int = 24,
 ) -> np.ndarray:
     """Canonical candidate points: portfolio, uniform random, and local moves.
 

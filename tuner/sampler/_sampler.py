@@ -44,6 +44,7 @@ SOURCE_FALLBACK = "fallback"
 _BLAS = ThreadpoolController()
 
 _ZERO_SHOT_SPACING = 0.15
+_PORTFOLIO_CANDIDATES = 128
 _DUPLICATE_DISTANCE = 1e-3
 _RUNNING_SPACING = 0.05
 
@@ -140,7 +141,7 @@ class MetaPriorSampler(BaseSampler):
         fallback: BaseSampler | None = None,
         guard: NegativeTransferGuard | None = None,
         acquisition: str = "ei",
-        n_candidates: int = 512,
+        n_candidates: int = 256,
         max_observations: int = 256,
         seed: int | None = None,
         space: SearchSpace | None = None,
@@ -180,6 +181,7 @@ class MetaPriorSampler(BaseSampler):
         self._gp_cache: dict[tuple[int, tuple[int, ...]], GPParams] = {}
         self._proposals: dict[int, dict[str, Any]] = {}
         self._encodings: dict[int, np.ndarray | None] = {}
+        self._portfolio_cache: np.ndarray | None = None
         self._warned_multi = False
         self._warned_guard = False
 
@@ -508,7 +510,7 @@ class MetaPriorSampler(BaseSampler):
             self._encoder,
             rng,
             n_random=self._n_candidates,
-            portfolio=self._prior.portfolio,
+            portfolio=self._portfolio(),
             incumbents=incumbents,
             fixed=fixed,
         )
@@ -537,6 +539,16 @@ class MetaPriorSampler(BaseSampler):
         with self._lock:
             self._adapted[trial._trial_id] = (obs.numbers, adapted)
         return config
+
+    def _portfolio(self) -> np.ndarray:
+        """The source studies' best configs, at most the zero-shot best 128 (computed once)."""
+        if self._portfolio_cache is None:
+            portfolio = self._prior.portfolio
+            if len(portfolio) > _PORTFOLIO_CANDIDATES:
+                mean = self._prior.adapt().predict(portfolio).mean
+                portfolio = portfolio[np.argsort(mean, kind="stable")[:_PORTFOLIO_CANDIDATES]]
+            self._portfolio_cache = portfolio
+        return self._portfolio_cache
 
     def _pinned(self, obs: _Observations) -> dict[str, Any]:
         """Continuous parameters that took one value in every observed trial (3 or more).
