@@ -1,0 +1,43 @@
+"""MetaPriorSampler inside plain Ray Tune, as ``OptunaSearch(sampler=...)``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tuner.runners import RayOptions, ray_cluster
+from tuner.sampler import MetaPriorSampler
+
+pytestmark = pytest.mark.ray
+
+
+def test_optuna_search_with_meta_prior_sampler(xy_prior):
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    def trainable(config):
+        tune.report({"loss": (config["x"] - 0.4) ** 2 + (config["y"] + 0.3) ** 2})
+
+    space = {"x": tune.uniform(-1, 1), "y": tune.uniform(-1, 1)}
+    sampler = MetaPriorSampler(xy_prior, seed=0)
+    search = OptunaSearch(sampler=sampler, metric="loss", mode="min", seed=0)
+    temp_dir = Path(tempfile.mkdtemp(prefix="mtp-", dir="/tmp"))
+    with ray_cluster(RayOptions(workers=1, temp_dir=str(temp_dir))):
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                search_alg=search,
+                num_samples=6,
+            ),
+            run_config=tune.RunConfig(verbose=0, storage_path=str(temp_dir / "results")),
+        )
+        results = tuner.fit()
+    losses = [r.metrics["loss"] for r in results]
+    assert len(losses) == 6 and all(loss >= 0 for loss in losses)
+    assert min(losses) < 0.2, losses  # the zero-shot proposal alone is near the optimum
+    trials = search._ot_study.trials  # OptunaSearch's own study, driven by our sampler
+    sources = [t.user_attrs.get("mttune.source") for t in trials]
+    assert sources[0] == "prior" and set(sources) <= {"prior", "adapted-prior", "fallback"}
