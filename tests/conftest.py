@@ -34,3 +34,7 @@ def yahpo_dir() -> Path:
 settings.register_profile("default", derandomize=True, deadline=None, max_examples=200)
 settings.register_profile("explore", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# A small meta-trained prior (2-D bowls), shared by the sampler and reliability tests.
+from tests.sampler.conftest import xy_prior  # noqa: E402, F401

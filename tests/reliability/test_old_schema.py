@@ -29,8 +29,12 @@ def test_read_only_open_reads_an_older_schema_without_touching_it(tmp_path):
 
 def test_review_of_an_older_schema(tmp_path):
     db, data, mtime = _copy(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "tuner", "review", str(db), "--study", "legacy",
-                           "--json"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner", "review", str(db), "--study", "legacy", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"study": "legacy"' in proc.stdout
     assert db.read_bytes() == data and db.stat().st_mtime_ns == mtime
@@ -41,9 +45,24 @@ def test_running_on_an_older_schema_says_how_to_upgrade(tmp_path):
     space = tmp_path / "s.yaml"
     space.write_text("name: legacy\nparams: {x: {type: float, low: -1, high: 1}}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "tuner", "run", str(REPO / "tests/scripts/quad.py"), "--space",
-         str(space), "--storage", str(db), "--n-trials", "1", "--progress", "none"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "run",
+            str(REPO / "tests/scripts/quad.py"),
+            "--space",
+            str(space),
+            "--storage",
+            str(db),
+            "--n-trials",
+            "1",
+            "--progress",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "optuna storage upgrade" in proc.stderr and "Traceback" not in proc.stderr
