@@ -39,6 +39,7 @@ from tuner.runners._optuna import RunOptions, RunSummary, prepare_run, summarize
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import ScriptSpec
 from tuner.space import SearchSpace
+from tuner.studies import storage_failure
 
 __all__ = [
     "SCHEDULERS",
@@ -460,6 +461,11 @@ def run_ray(
                 on_trial=on_trial,
                 results_dir=results_dir,
             )
+        except Exception as e:
+            failure = storage_failure(e)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             progress.stop()
             shutil.rmtree(results_dir, ignore_errors=True)
