@@ -131,12 +131,16 @@ def write_report(
             "| shots | " + " | ".join(val) + " |",
             "|---|" + "---:|" * len(val),
             "| tau | "
-            + " | ".join(f"{v.get('kendall_tau', float('nan')):.3f}" for v in val.values())
+            + " | ".join(_fmt(v.get("kendall_tau")) for v in val.values())
             + " |",
         ]
     lines += _targets(curves, ranks, budgets)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(out / "regret.png", curves, methods, budget, suite.name)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _targets(curves, ranks, budgets) -> list[str]:
