@@ -13,6 +13,7 @@ from tuner.prior._prior import (
     Calibration,
     MetaPrior,
     Prediction,
+    diverse_top,
     observation_targets,
 )
 from tuner.prior._train import meta_train, resolve_device
@@ -27,6 +28,7 @@ __all__ = [
     "Prediction",
     "PriorFileError",
     "PriorSpaceMismatchError",
+    "diverse_top",
     "load_prior",
     "meta_train",
     "observation_targets",

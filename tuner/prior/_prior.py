@@ -14,7 +14,14 @@ from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
 from tuner.space import Encoder, SearchSpace
 
-__all__ = ["AdaptedPrior", "Calibration", "MetaPrior", "Prediction", "observation_targets"]
+__all__ = [
+    "AdaptedPrior",
+    "Calibration",
+    "MetaPrior",
+    "Prediction",
+    "diverse_top",
+    "observation_targets",
+]
 
 # Support-size buckets with their own calibration: zero-shot, few-shot, more, many.
 BUCKETS = (0, 1, 5, 20)

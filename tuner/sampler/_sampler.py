@@ -18,8 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import ThreadpoolController
 
 from tuner._errors import MttuneError
-from tuner.prior import AdaptedPrior, MetaPrior, load_prior, observation_targets
-from tuner.prior._prior import diverse_top
+from tuner.prior import AdaptedPrior, MetaPrior, diverse_top, load_prior, observation_targets
 from tuner.sampler._acquisition import ACQUISITIONS, candidates
 from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
 from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
@@ -104,9 +103,11 @@ class MetaPriorSampler(BaseSampler):
 
     The first ``n_startup_trials`` trials are the prior's zero-shot proposals (diverse, best
     first). After that each trial adapts the prior to the study's finished trials (MAML inner
-    steps) and takes the candidate with the best acquisition value under the prior's
-    calibrated uncertainty. A :class:`NegativeTransferGuard` keeps measuring how well the
-    prior predicts the study; while it does not, trials go to the ``fallback`` sampler.
+    steps), models what the adapted prior leaves unexplained with a Gaussian process, and
+    takes the candidate with the best acquisition value under that model's uncertainty (the
+    prior's calibrated spread plus the GP's). A :class:`NegativeTransferGuard` keeps measuring
+    how well the prior predicts the study; the less it does, the more trials go to the
+    ``fallback`` sampler and the more the model shrinks the prior's mean towards a constant.
 
     Parameters outside the prior's space, conditional parameters that are inactive in the
     proposal, and parameters with another distribution than the prior's go to ``fallback``,
