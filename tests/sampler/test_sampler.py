@@ -19,6 +19,7 @@ from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
 from tuner.sampler._sampler import (
     ATTR_CONCORDANCE,
     ATTR_GUARD,
+    ATTR_PORTFOLIO,
     ATTR_PRED_MEAN,
     ATTR_PRED_STD,
     ATTR_SOURCE,
@@ -67,6 +68,26 @@ def test_adapts_and_beats_random_on_family_tasks(xy_prior):
     assert np.mean(ours) < np.mean(rand) / 3
 
 
+def test_first_trials_are_distinct_portfolio_configs(xy_prior):
+    """The first ``portfolio_trials`` come from the source studies' best configs, no repeats."""
+    portfolio = xy_prior.encoder.decode_many(xy_prior.portfolio)
+    sampler = MetaPriorSampler(xy_prior, portfolio_trials=5, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective_for(CENTRE), n_trials=8)
+    # (the guard hands a trial to the fallback now and then, with probability 1 - trust)
+    early = [t for t in study.trials[:5] if t.user_attrs[ATTR_SOURCE] != "fallback"]
+    first = [t.user_attrs.get(ATTR_PORTFOLIO) for t in early]
+    assert len(early) >= 3
+    assert all(isinstance(i, int) for i in first) and len(set(first)) == len(early)
+    for t, i in zip(early, first, strict=True):
+        assert t.params == pytest.approx(portfolio[i])
+    # then the whole space: candidates are no longer only the portfolio
+    off = MetaPriorSampler(xy_prior, portfolio_trials=0, seed=0)
+    study = optuna.create_study(sampler=off)
+    study.optimize(objective_for(CENTRE), n_trials=8)
+    assert any(ATTR_PORTFOLIO not in t.user_attrs for t in study.trials[1:])
+
+
 def test_provenance_attributes(xy_prior, tmp_path):
     storage = f"sqlite:///{tmp_path / 'p.db'}"
     study = optuna.create_study(storage=storage, sampler=MetaPriorSampler(xy_prior, seed=0))
@@ -84,7 +105,7 @@ def test_provenance_attributes(xy_prior, tmp_path):
 
 
 def test_same_seed_same_suggestions_and_reseed(xy_prior):
-    def params(sampler, n=6):
+    def params(sampler, n=14):
         study = optuna.create_study(sampler=sampler)
         study.optimize(objective_for(CENTRE), n_trials=n)
         return [t.params for t in study.trials]
@@ -93,7 +114,9 @@ def test_same_seed_same_suggestions_and_reseed(xy_prior):
     b = params(MetaPriorSampler(xy_prior, seed=7))
     c = params(MetaPriorSampler(xy_prior, seed=8))
     assert a == b
-    assert a[1:] != c[1:]  # the zero-shot first trial may coincide; adaptation draws differ
+    # the first trials pick among the prior's portfolio deterministically; random
+    # candidates (drawn from the seed) come in after portfolio_trials
+    assert a[10:] != c[10:]
     s = MetaPriorSampler(xy_prior, seed=7)
     s.reseed_rng()
     assert params(s) != a
@@ -221,6 +244,8 @@ def test_bad_arguments_are_clear_errors(xy_prior, tmp_path):
         MetaPriorSampler(xy_prior, acquisition="pi")
     with pytest.raises(MttuneError, match="n_startup_trials must be >= 0"):
         MetaPriorSampler(xy_prior, n_startup_trials=-1)
+    with pytest.raises(MttuneError, match="portfolio_trials must be >= 0, got -2"):
+        MetaPriorSampler(xy_prior, portfolio_trials=-2)
     with pytest.raises(MttuneError, match="prior file not found"):
         MetaPriorSampler(tmp_path / "missing.safetensors")
 

@@ -33,6 +33,7 @@ ATTR_PRED_MEAN = "mttune.pred_mean"
 ATTR_PRED_STD = "mttune.pred_std"
 ATTR_GUARD = "mttune.guard"
 ATTR_CONCORDANCE = "mttune.concordance"
+ATTR_PORTFOLIO = "mttune.portfolio_index"
 
 SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"
@@ -128,6 +129,9 @@ class MetaPriorSampler(BaseSampler):
         acquisition: ``"ei"`` (expected improvement) or ``"lcb"`` (lower confidence bound).
         n_candidates: Uniform random candidates per trial (plus the prior's portfolio and
             local moves around the best observed configs).
+        portfolio_trials: For the first trials, candidates are only the source studies' best
+            configs (the prior's portfolio), chosen by the adapted prior: proven configs
+            first (measured on held-out YAHPO tasks: lower regret at 10 and 20 trials).
         max_observations: Trials used for adaptation at most (the best half and a random
             rest beyond that).
         seed: Seed; the same seed gives the same suggestions.
@@ -143,6 +147,7 @@ class MetaPriorSampler(BaseSampler):
         guard: NegativeTransferGuard | None = None,
         acquisition: str = "ei",
         n_candidates: int = 256,
+        portfolio_trials: int = 10,
         max_observations: int = 256,
         seed: int | None = None,
         space: SearchSpace | None = None,
@@ -162,6 +167,8 @@ class MetaPriorSampler(BaseSampler):
             )
         if n_candidates < 1:
             raise MttuneError(f"n_candidates must be >= 1, got {n_candidates!r}.")
+        if portfolio_trials < 0:
+            raise MttuneError(f"portfolio_trials must be >= 0, got {portfolio_trials!r}.")
         if max_observations < 2:
             raise MttuneError(f"max_observations must be >= 2, got {max_observations!r}.")
         self._prior = prior
@@ -172,6 +179,7 @@ class MetaPriorSampler(BaseSampler):
         self._guard = guard or NegativeTransferGuard()
         self._acquisition = acquisition
         self._n_candidates = n_candidates
+        self._portfolio_trials = portfolio_trials
         self._max_observations = max_observations
         self._seed = seed
         self._base_seed: int | None = seed
@@ -182,7 +190,7 @@ class MetaPriorSampler(BaseSampler):
         self._gp_cache: dict[tuple[int, tuple[int, ...]], GPParams] = {}
         self._proposals: dict[int, dict[str, Any]] = {}
         self._encodings: dict[int, np.ndarray | None] = {}
-        self._portfolio_cache: np.ndarray | None = None
+        self._portfolio_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._warned_multi = False
         self._warned_guard = False
 
@@ -507,48 +515,78 @@ class MetaPriorSampler(BaseSampler):
             if len(obs.y)
             else np.zeros((0, self._encoder.dim))
         )
-        cands = candidates(
-            self._encoder,
-            rng,
-            n_random=self._n_candidates,
-            portfolio=self._portfolio(),
-            incumbents=incumbents,
-            fixed=fixed,
-        )
         others = self._other_configs(study, trial)
-        if zero_shot:
-            adapted = self._prior.adapt()
+        # Early on, proposals come from the source studies' best configs only: proven
+        # configs, chosen by the (adapted) prior; then from the whole space.
+        early = len(obs.y) + len(others) < self._portfolio_trials
+        model = None if zero_shot else self._model(study, obs, rng, self._prior_weight(decision))
+        adapted = self._prior.adapt() if model is None else model.adapted
+        portfolio, rows = self._portfolio()
+        # Portfolio configs already proposed in this study, tracked by row: with parameters
+        # fixed outside the sampler (PartialFixedSampler), a repeat is not a repeat in the
+        # joint space, but it would be in the parameters this sampler sets.
+        used = np.isin(
+            rows,
+            [
+                t.user_attrs.get(ATTR_PORTFOLIO)
+                for t in study.get_trials(deepcopy=False)
+                if t.number != trial.number and isinstance(t.user_attrs.get(ATTR_PORTFOLIO), int)
+            ],
+        )
+        for restricted in (True, False) if early else (False,):
+            cands = candidates(
+                self._encoder,
+                rng,
+                n_random=0 if restricted else self._n_candidates,
+                portfolio=portfolio,
+                incumbents=incumbents[:0] if restricted else incumbents,
+                fixed=fixed,
+            )
+            taken = np.vstack([obs.x, others])
+            fresh = _min_distance(cands, taken) >= _DUPLICATE_DISTANCE
+            fresh[: len(portfolio)] &= ~used
+            if fresh.any():
+                break
+        if model is None:
             pred = adapted.predict(cands)
             mean, std = pred.mean, pred.std
-            taken = np.vstack([obs.x, others])
             idx = diverse_top(
-                cands, mean, 1, _ZERO_SHOT_SPACING, taken=taken if len(taken) else None
+                cands,
+                np.where(fresh, mean, np.inf),
+                1,
+                _ZERO_SHOT_SPACING,
+                taken=taken if len(taken) else None,
             )[0]
         else:
-            model = self._model(study, obs, rng, self._prior_weight(decision))
-            adapted = model.adapted
             mean, std = model.predict(cands)
             score = ACQUISITIONS[self._acquisition](mean, std, model.incumbent)
-            score = np.where(_min_distance(cands, obs.x) < _DUPLICATE_DISTANCE, -np.inf, score)
+            score = np.where(fresh, score, -np.inf)
             score = np.where(_min_distance(cands, others) < _RUNNING_SPACING, -np.inf, score)
             if not np.isfinite(score).any():
-                score = -mean
+                score = np.where(fresh, -mean, -np.inf)
             idx = int(np.argmax(score))
         config = self._encoder.decode(cands[idx])
         self._set_attr(study, trial, ATTR_PRED_MEAN, round(float(mean[idx]), 6))
         self._set_attr(study, trial, ATTR_PRED_STD, round(float(std[idx]), 6))
+        if idx < len(portfolio):
+            self._set_attr(study, trial, ATTR_PORTFOLIO, int(rows[idx]))
         with self._lock:
             self._adapted[trial._trial_id] = (obs.numbers, adapted)
         return config
 
-    def _portfolio(self) -> np.ndarray:
-        """The source studies' best configs, at most the zero-shot best 128 (computed once)."""
+    def _portfolio(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source studies' best configs, at most the zero-shot best 128 (computed once).
+
+        Returns:
+            The encoded configs and their row numbers in the prior's portfolio.
+        """
         if self._portfolio_cache is None:
             portfolio = self._prior.portfolio
+            rows = np.arange(len(portfolio))
             if len(portfolio) > _PORTFOLIO_CANDIDATES:
                 mean = self._prior.adapt().predict(portfolio).mean
-                portfolio = portfolio[np.argsort(mean, kind="stable")[:_PORTFOLIO_CANDIDATES]]
-            self._portfolio_cache = portfolio
+                rows = np.argsort(mean, kind="stable")[:_PORTFOLIO_CANDIDATES]
+            self._portfolio_cache = (portfolio[rows], rows)
         return self._portfolio_cache
 
     def _pinned(self, obs: _Observations) -> dict[str, Any]:
