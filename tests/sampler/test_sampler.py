@@ -214,8 +214,9 @@ def test_misleading_prior_is_caught_by_the_guard(xy_prior):
     assert np.mean(finals) <= np.mean(tpe_finals) + 0.05, (finals, tpe_finals)
 
 
-def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior):
-    """Force an inverted relation: the guard must fire and route trials to the fallback."""
+def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior, caplog):
+    """Force an inverted relation: the guard must fire, say so, and route trials to TPE."""
+    caplog.set_level("WARNING", logger="tuner.sampler")
     study = optuna.create_study(
         direction="maximize",  # maximising the bowl: the prior ranks everything backwards
         sampler=MetaPriorSampler(xy_prior, seed=0, guard=NegativeTransferGuard(min_evidence=4)),
@@ -225,6 +226,9 @@ def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior):
     assert any(g["fired"] for g in guards)
     sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials[-10:]]
     assert sources.count("fallback") >= 5
+    warnings = [r.getMessage() for r in caplog.records if "concordance" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not on every trial
+    assert "trusting the fallback sampler" in warnings[0]
 
 
 def test_multi_objective_goes_to_the_fallback(xy_prior):

@@ -273,9 +273,9 @@ class MetaPriorSampler(BaseSampler):
                 source = SOURCE_FALLBACK
             if state.fired and not self._warned_guard:
                 _logger.warning(
-                    "MetaPriorSampler: the prior ranks this study's trials poorly (mean "
-                    "concordance %.2f over %d trials, 0.5 is chance); trusting the fallback "
-                    "sampler for %.0f%% of the next trials.",
+                    "MetaPriorSampler: the prior does not rank this study's trials clearly "
+                    "better than chance (mean concordance %.2f over %d trials, 0.5 is "
+                    "chance); trusting the fallback sampler for %.0f%% of the next trials.",
                     state.concordance,
                     state.evidence,
                     100 * (1 - state.trust),
