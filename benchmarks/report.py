@@ -130,9 +130,7 @@ def write_report(
             "",
             "| shots | " + " | ".join(val) + " |",
             "|---|" + "---:|" * len(val),
-            "| tau | "
-            + " | ".join(_fmt(v.get("kendall_tau")) for v in val.values())
-            + " |",
+            "| tau | " + " | ".join(_fmt(v.get("kendall_tau")) for v in val.values()) + " |",
         ]
     lines += _targets(curves, ranks, budgets)
     (out / "results.md").write_text("\n".join(lines) + "\n")
