@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -40,6 +41,28 @@ def test_round_trip_keeps_predictions_and_metadata(bowl_prior, saved):
     assert loaded.calibration == bowl_prior.calibration
     np.testing.assert_allclose(loaded.portfolio, bowl_prior.portfolio, rtol=1e-6)
     assert loaded.zero_shot(2) == bowl_prior.zero_shot(2)
+
+
+@pytest.mark.parametrize("magic", [b"\x80", b"PK"], ids=["pickle", "zip"])
+def test_header_length_that_looks_like_pickle_or_zip_magic_loads(bowl_prior, tmp_path, magic):
+    """A header of 128 + 256 k bytes starts with 0x80 (pickle's first opcode), one of
+    19280 + 65536 k bytes with "PK" (zip): both are real priors and load."""
+    prior = copy.copy(bowl_prior)
+    path = tmp_path / "p.safetensors"
+
+    def header_start(pad: int) -> bytes:
+        prior.info = {**bowl_prior.info, "pad": "x" * pad}
+        save_prior(prior, path)
+        return path.read_bytes()[:8]
+
+    base = struct.unpack("<Q", header_start(0))[0]
+    want = int.from_bytes(magic, "little")
+    modulus = 256 ** len(magic)
+    gap = (want - base) % modulus
+    starts = {pad: header_start(pad) for pad in range(max(gap - 8, 0), gap + 8)}
+    pad = next(p for p, head in starts.items() if head.startswith(magic))
+    header_start(pad)
+    assert load_prior(path, space=SPACE).info["pad"] == "x" * pad
 
 
 def test_wrong_space_names_the_differing_params(saved):

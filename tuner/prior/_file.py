@@ -96,8 +96,13 @@ def load_prior(path: str | os.PathLike[str], *, space: SearchSpace | None = None
     if size > _MAX_FILE_BYTES:
         raise PriorFileError(f"{path}: {size} bytes is too large for a prior file.")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"\x80\x04" or head[:1] == b"\x80" or head.startswith(b"PK"):
+        head = f.read(9)
+    # A safetensors file starts with the JSON header's length (u64, little-endian), then
+    # the header's "{". Only a file that is not that is sniffed for pickle/zip magic: a
+    # header length of 128 + 256 k also starts with byte 0x80.
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    safetensors_like = len(head) == 9 and head[8:9] == b"{" and 8 + header_len <= size
+    if not safetensors_like and (head[:1] == b"\x80" or head.startswith(b"PK")):
         raise PriorFileError(
             f"{path}: this is a pickle/zip file (e.g. torch.save output), not an mttune prior. "
             "mttune never unpickles files; priors are safetensors files from "
