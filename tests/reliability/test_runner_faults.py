@@ -33,6 +33,38 @@ def _mttune(
     )
 
 
+def _create_at_once(args: tuple) -> list[str]:
+    """Open each new database when every process is ready (a creation race on purpose)."""
+    barrier, dbs = args
+    from tuner.studies import open_storage
+
+    errors = []
+    for db in dbs:
+        barrier.wait(timeout=120)
+        try:
+            storage = open_storage(db)
+            storage.get_all_studies()
+        except Exception as e:  # reported below, with the database
+            errors.append(f"{db}: {e}")
+    return errors
+
+
+def test_runners_creating_one_new_sqlite_study_at_once_all_succeed(tmp_path):
+    """Several runners that start together on a new database race to create its schema
+    (tables, Optuna's version row, alembic's stamp): every one must open it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    n_procs, dbs = 4, [str(tmp_path / f"s{i}.db") for i in range(6)]
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(n_procs)
+        with ctx.Pool(n_procs) as pool:
+            results = pool.map(_create_at_once, [(barrier, dbs)] * n_procs)
+    assert [e for errs in results for e in errs] == []
+    for db in dbs:
+        assert optuna.get_all_study_summaries(f"sqlite:///{db}") == []
+
+
 def test_two_runners_on_one_sqlite_study(tmp_path):
     args = [
         "run",

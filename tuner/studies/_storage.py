@@ -244,13 +244,14 @@ def _open_sqlite(
             raise StorageError(f"{db}: cannot create its folder: {e.strerror}") from None
     new = not db.exists() or db.stat().st_size == 0
     try:
-        if new:
-            # WAL lets readers (review, dashboards, a second runner) work while trials are
-            # written. Only for databases mttune creates: an existing one keeps its mode.
-            with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
-                con.execute("PRAGMA journal_mode=WAL")
-        for attempt in range(5):
+        for attempt in range(8):
             try:
+                if new:
+                    # WAL lets readers (review, dashboards, a second runner) work while
+                    # trials are written. Only for databases mttune creates: an existing
+                    # one keeps its mode.
+                    with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
+                        con.execute("PRAGMA journal_mode=WAL")
                 return RDBStorage(
                     f"sqlite:///{db}",
                     engine_kwargs=engine_kwargs,
@@ -258,10 +259,12 @@ def _open_sqlite(
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=stale_trial_callback,
                 )
-            except Exception as e:  # two runners creating the tables at once: try again
-                if "already exists" not in str(e) or attempt == 4:
+            except Exception as e:
+                # two runners creating the schema at once: one of them finds a table or
+                # the version stamp that the other has just made; the next try sees both
+                if not any(m in str(e) for m in _CREATION_RACE) or attempt == 7:
                     raise
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
     except Exception as e:
         msg = _first_line(e)
@@ -273,6 +276,9 @@ def _open_sqlite(
         raise StorageError(
             f"{db}: cannot open the study database for writing: {msg}.{hint}"
         ) from None
+
+
+_CREATION_RACE = ("already exists", "UNIQUE constraint failed", "database is locked")
 
 
 def _open_upgraded_copy(db: Path) -> BaseStorage:
