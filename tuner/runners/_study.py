@@ -288,6 +288,19 @@ def fail_orphaned_trials(
             while orphans() and time.monotonic() < deadline:
                 time.sleep(min(1.0, grace_period / 4))
                 fail_stale_trials(study)
+    # Killed even before its first heartbeat: Optuna never finds it stale. A live runner
+    # tags its trial at once; one still untagged after the whole grace period is dead.
+    for t in orphans():
+        if t.number not in before:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            study._storage.set_trial_user_attr(
+                t._trial_id, "fail_reason", "its runner stopped before the trial started"
+            )
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its runner or another process finished it meanwhile
     return sorted(before - {t.number for t in orphans()})
 
 

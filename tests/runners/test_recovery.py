@@ -1,0 +1,52 @@
+"""What a resumed run finds: trials of runners that died, on a real SQLite study."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuner.runners._study import fail_dead_local_trials, fail_orphaned_trials, runner_attr
+from tuner.studies import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+# the heartbeat is used outside Study.optimize on purpose: these tests play the runner
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+
+
+def _study(tmp_path) -> optuna.Study:
+    storage = open_storage(str(tmp_path / "s.db"), heartbeat_interval=1, grace_period=2)
+    return optuna.create_study(study_name="s", storage=storage)
+
+
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_as_interrupted(tmp_path):
+    """Created, then its runner died before tagging it or beating once: no heartbeat row,
+    so Optuna never calls it stale; after the grace period it is failed, not left RUNNING."""
+    study = _study(tmp_path)
+    orphan = study.ask()  # RUNNING, no `runner` attribute, no heartbeat
+    messages: list[str] = []
+    failed = fail_orphaned_trials(study, grace_period=1.0, log=messages.append)
+    assert failed == [orphan.number]
+    t = study.trials[orphan.number]
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs["interrupted"] is True
+    assert "before the trial started" in t.user_attrs["fail_reason"]
+    assert messages and "heartbeat" in messages[0]
+
+
+def test_tagged_trials_of_live_runners_are_left_alone(tmp_path):
+    study = _study(tmp_path)
+    live = study.ask()
+    live.set_user_attr("runner", runner_attr())  # this process: alive
+    assert fail_orphaned_trials(study, grace_period=1.0) == []
+    assert fail_dead_local_trials(study) == []
+    assert study.trials[live.number].state == TrialState.RUNNING
+
+
+def test_a_tagged_trial_of_a_dead_local_runner_is_failed_at_once(tmp_path):
+    study = _study(tmp_path)
+    dead = study.ask()
+    dead.set_user_attr("runner", {**runner_attr(), "pid": 2**22 + 12345})  # no such process
+    assert fail_dead_local_trials(study) == [dead.number]
+    t = study.trials[dead.number]
+    assert t.state == TrialState.FAIL and t.user_attrs["interrupted"] is True
