@@ -97,6 +97,8 @@ def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, c
         assert p["sources"][src]["best"] == pytest.approx(min(values))
     assert p["proposed_by_prior"] + p["fallback"] == N_TRIALS
     assert p["fallback"] == len(by_source.get("fallback", []))
+    poor = [t for t in trials if t.user_attrs.get("mttune.poor_proposal") is True]
+    assert p["poor_proposals"] == len(poor)
     scored = [t for t in trials if "mttune.pred_mean" in t.user_attrs]
     pred = [t.user_attrs["mttune.pred_mean"] for t in scored]
     obs = [t.value for t in scored]

@@ -19,6 +19,7 @@ from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
 from tuner.sampler._sampler import (
     ATTR_CONCORDANCE,
     ATTR_GUARD,
+    ATTR_POOR,
     ATTR_PORTFOLIO,
     ATTR_PRED_MEAN,
     ATTR_PRED_STD,
@@ -226,9 +227,37 @@ def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior, caplog):
     assert any(g["fired"] for g in guards)
     sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials[-10:]]
     assert sources.count("fallback") >= 5
-    warnings = [r.getMessage() for r in caplog.records if "concordance" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "mean evidence" in r.getMessage()]
     assert len(warnings) == 1  # said once, not on every trial
     assert "trusting the fallback sampler" in warnings[0]
+
+
+def test_poor_proposals_of_the_prior_count_as_evidence_against_it(xy_prior):
+    """A trial the prior proposed whose value lands among the worst quarter of the trials
+    before it is marked, and the guard scores it 0 whatever its concordance."""
+    guard = NegativeTransferGuard(min_evidence=40)  # keeps proposing from the prior
+    study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0, guard=guard))
+    study.optimize(objective_for(CENTRE), n_trials=6)
+    worst_so_far = max(t.value for t in study.trials)
+    told = {}
+    for value in (worst_so_far + 1.0, min(t.value for t in study.trials) - 1.0):
+        trial = study.ask()
+        trial.suggest_float("x", -1, 1)
+        trial.suggest_float("y", -1, 1)
+        study.tell(trial, value)
+        told[value] = study.trials[trial.number]
+    bad, good = told.values()
+    assert bad.user_attrs[ATTR_SOURCE] == "adapted-prior"  # (seeded: not the 5 % to TPE)
+    assert bad.user_attrs[ATTR_POOR] is True
+    assert ATTR_POOR not in good.user_attrs
+    # the guard's evidence: the concordances, with 0 for the poor proposals
+    state = MetaPriorSampler(xy_prior, seed=0)._decide(study, study.ask()).guard
+    evidence = [
+        0.0 if t.user_attrs.get(ATTR_POOR) else t.user_attrs[ATTR_CONCORDANCE]
+        for t in study.trials
+        if ATTR_CONCORDANCE in t.user_attrs
+    ]
+    assert 0.0 in evidence and state.concordance == pytest.approx(np.mean(evidence))
 
 
 def test_multi_objective_goes_to_the_fallback(xy_prior):

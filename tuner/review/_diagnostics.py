@@ -229,6 +229,7 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
             e["trials"] for s, e in by_source.items() if s in ("prior", "adapted-prior")
         ),
         "fallback": by_source.get("fallback", {}).get("trials", 0),
+        "poor_proposals": sum(data.attrs[i].get("mttune.poor_proposal") is True for i in rows),
         "correlation": corr,
         "concordance": {"n": len(conc), "mean": float(np.mean(conc)) if conc else None},
         "guard": guard,

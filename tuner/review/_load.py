@@ -66,6 +66,7 @@ ATTR_KEYS = (
     "mttune.pred_mean",
     "mttune.pred_std",
     "mttune.concordance",
+    "mttune.poor_proposal",
     "mttune.guard",
 )
 

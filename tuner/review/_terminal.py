@@ -264,6 +264,11 @@ def _print_prior(report: dict[str, Any], console: Console) -> None:
             f"prior predicted vs observed over {corr['n']} trials: Spearman "
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (1 = perfect order, 0 = none)"
         )
+    if p.get("poor_proposals"):
+        console.print(
+            f"{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals landed "
+            "among the study's worst quarter so far (counted against the prior by the guard)"
+        )
     g = p["guard"]
     final = g["final"] or {}
     if g["fired"]:

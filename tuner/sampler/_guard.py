@@ -1,14 +1,18 @@
-"""The negative-transfer guard: how well does the prior predict *this* study?
+"""The negative-transfer guard: how well does the prior serve *this* study?
 
-The guard trusts the prior as far as it predicts the study's own trials.
+The guard trusts the prior as far as it predicts the study's own trials and its proposals
+pay.
 
 Evidence is prequential: when a trial finishes, the prior adapted to the trials that had
 finished before it started predicts the new trial and those earlier trials. The trial's
 *concordance* is the share of earlier trials it is ranked correctly against
 (``sign(pred_new - pred_old) == sign(value_new - value_old)``; ties count one half). A prior
-that knows nothing scores 0.5 on average, a helpful one more, a misleading one less.
+that knows nothing scores 0.5 on average, a helpful one more, a misleading one less. The
+sampler scores a trial the prior proposed 0 instead when it landed among the worst quarter of
+the trials before it: a misleading prior, once adapted to a few trials, can rank the study's
+trials well while the proposals it leads to stay poor (measured on the transfer benchmark).
 
-Over the last ``window`` trials with evidence, the mean concordance ``c`` and its standard
+Over the last ``window`` trials with evidence, the mean evidence ``c`` and its standard
 error give ``z = (c - 0.5) / se``; the trust is ``Phi(z + optimism)`` clipped to
 ``[floor, ceiling]``. Each trial then uses the prior with probability ``trust``, else the
 fallback sampler. Until ``min_evidence`` trials have evidence the trust is ``ceiling``.
@@ -35,7 +39,8 @@ class GuardState:
     Attributes:
         trust: Probability that the next trial uses the prior.
         evidence: Trials the verdict rests on.
-        concordance: Their mean concordance (``None`` without evidence).
+        concordance: Their mean evidence: concordance, 0 for poor proposals of the prior
+            (``None`` without evidence).
         z: Standardised distance of the concordance from chance.
         fired: Whether the guard distrusts the prior (trust below one half).
     """

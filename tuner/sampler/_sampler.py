@@ -34,6 +34,7 @@ ATTR_PRED_STD = "mttune.pred_std"
 ATTR_GUARD = "mttune.guard"
 ATTR_CONCORDANCE = "mttune.concordance"
 ATTR_PORTFOLIO = "mttune.portfolio_index"
+ATTR_POOR = "mttune.poor_proposal"
 
 SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"
@@ -47,6 +48,8 @@ _ZERO_SHOT_SPACING = 0.15
 _PORTFOLIO_CANDIDATES = 128
 _DUPLICATE_DISTANCE = 1e-3
 _RUNNING_SPACING = 0.05
+# A prior proposal worse than this quantile of the trials before it was a poor proposal.
+_POOR_QUANTILE = 0.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +262,10 @@ class MetaPriorSampler(BaseSampler):
         else:
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             n_obs = sum(1 for t in complete if self._fits(t))
+            # a proposal of the prior that landed in the study's worst quarter counts as no
+            # evidence for the prior, however well the prior ranks it afterwards
             evidence = [
-                t.user_attrs[ATTR_CONCORDANCE]
+                0.0 if t.user_attrs.get(ATTR_POOR) else t.user_attrs[ATTR_CONCORDANCE]
                 for t in sorted(complete, key=lambda t: t.number)
                 if isinstance(t.user_attrs.get(ATTR_CONCORDANCE), int | float)
             ]
@@ -274,8 +279,9 @@ class MetaPriorSampler(BaseSampler):
             if state.fired and not self._warned_guard:
                 _logger.warning(
                     "MetaPriorSampler: the prior does not rank this study's trials clearly "
-                    "better than chance (mean concordance %.2f over %d trials, 0.5 is "
-                    "chance); trusting the fallback sampler for %.0f%% of the next trials.",
+                    "better than chance, or its proposals land among the study's worst (mean "
+                    "evidence %.2f over %d trials, 0.5 is chance); trusting the fallback "
+                    "sampler for %.0f%% of the next trials.",
                     state.concordance,
                     state.evidence,
                     100 * (1 - state.trust),
@@ -669,6 +675,12 @@ class MetaPriorSampler(BaseSampler):
             self._set_attr(study, trial, ATTR_PRED_STD, round(float(pred.std[0]), 6))
         if c is not None:
             self._set_attr(study, trial, ATTR_CONCORDANCE, round(c, 4))
+        # Whether following the prior paid: a prediction can rank the study's trials well
+        # while the proposals it leads to are poor (a misleading prior, once adapted).
+        if trial.user_attrs.get(ATTR_SOURCE) in (SOURCE_ZERO_SHOT, SOURCE_ADAPTED) and (
+            sign * value > float(np.quantile(obs.y, _POOR_QUANTILE))
+        ):
+            self._set_attr(study, trial, ATTR_POOR, True)
 
 
 def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:
