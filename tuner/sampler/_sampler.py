@@ -110,8 +110,9 @@ class MetaPriorSampler(BaseSampler):
     steps), models what the adapted prior leaves unexplained with a Gaussian process, and
     takes the candidate with the best acquisition value under that model's uncertainty (the
     prior's calibrated spread plus the GP's). A :class:`NegativeTransferGuard` keeps measuring
-    how well the prior predicts the study; the less it does, the more trials go to the
-    ``fallback`` sampler and the more the model shrinks the prior's mean towards a constant.
+    how well the prior predicts the study and whether its proposals pay; the less they do,
+    the more trials go to the ``fallback`` sampler and the more the model shrinks the prior's
+    mean towards a constant.
 
     Parameters outside the prior's space, conditional parameters that are inactive in the
     proposal, and parameters with another distribution than the prior's go to ``fallback``,
@@ -122,7 +123,10 @@ class MetaPriorSampler(BaseSampler):
     ``prior``, ``adapted-prior`` or ``fallback``), the prior's prediction and uncertainty for
     it (``mttune.pred_mean`` / ``mttune.pred_std``, in the prior's target units: rank-based,
     relative to the observations, lower is better), its concordance evidence
-    (``mttune.concordance``) and the guard's state (``mttune.guard``).
+    (``mttune.concordance``), whether it was a poor proposal of the prior
+    (``mttune.poor_proposal``: worse than three quarters of the trials before it), the
+    guard's state (``mttune.guard``) and, for a source study's best config, its row in the
+    prior's portfolio (``mttune.portfolio_index``).
 
     Args:
         prior: A :class:`~tuner.prior.MetaPrior`, or the path of a prior file.
