@@ -235,7 +235,6 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     """
     host = socket.gethostname()
     marked: list[int] = []
-    storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         runner = t.user_attrs.get("runner")
         if not isinstance(runner, dict) or runner.get("host") != host:
@@ -243,13 +242,26 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         pid = runner.get("pid")
         if not isinstance(pid, int) or pid == os.getpid() or _pid_alive(pid):
             continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process got there first
-        marked.append(t.number)
+        if _fail_interrupted(study, t):
+            marked.append(t.number)
     return marked
+
+
+def _fail_interrupted(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> bool:
+    """Fail a RUNNING trial whose runner is gone, as interrupted (so it is re-run).
+
+    Returns:
+        Whether it was failed here: ``False`` when another process finished it first.
+    """
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        if reason is not None:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def fail_orphaned_trials(
@@ -291,16 +303,8 @@ def fail_orphaned_trials(
     # Killed even before its first heartbeat: Optuna never finds it stale. A live runner
     # tags its trial at once; one still untagged after the whole grace period is dead.
     for t in orphans():
-        if t.number not in before:
-            continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            study._storage.set_trial_user_attr(
-                t._trial_id, "fail_reason", "its runner stopped before the trial started"
-            )
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # its runner or another process finished it meanwhile
+        if t.number in before:
+            _fail_interrupted(study, t, "its runner stopped before the trial started")
     return sorted(before - {t.number for t in orphans()})
 
 
