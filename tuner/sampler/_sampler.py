@@ -538,11 +538,13 @@ class MetaPriorSampler(BaseSampler):
         used = np.isin(
             rows,
             [
-                t.user_attrs.get(ATTR_PORTFOLIO)
+                row
                 for t in study.get_trials(deepcopy=False)
-                if t.number != trial.number and isinstance(t.user_attrs.get(ATTR_PORTFOLIO), int)
+                if t.number != trial.number
+                and isinstance(row := t.user_attrs.get(ATTR_PORTFOLIO), int)
             ],
         )
+        taken = np.vstack([obs.x, others])
         for restricted in (True, False) if early else (False,):
             cands = candidates(
                 self._encoder,
@@ -552,7 +554,6 @@ class MetaPriorSampler(BaseSampler):
                 incumbents=incumbents[:0] if restricted else incumbents,
                 fixed=fixed,
             )
-            taken = np.vstack([obs.x, others])
             fresh = _min_distance(cands, taken) >= _DUPLICATE_DISTANCE
             fresh[: len(portfolio)] &= ~used
             if fresh.any():
