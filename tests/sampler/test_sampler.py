@@ -260,6 +260,48 @@ def test_poor_proposals_of_the_prior_count_as_evidence_against_it(xy_prior):
     assert 0.0 in evidence and state.concordance == pytest.approx(np.mean(evidence))
 
 
+class _ConstantSampler(optuna.samplers.BaseSampler):
+    """A fallback that always proposes one value (tells its trials apart from random ones)."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):
+        return 0.25
+
+
+def _distrusting_sampler(xy_prior, **kwargs) -> MetaPriorSampler:
+    # a guard that never trusts the prior: every trial after the first goes to the fallback
+    guard = NegativeTransferGuard(min_evidence=1, floor=0.0, ceiling=0.0)
+    return MetaPriorSampler(xy_prior, seed=0, guard=guard, fallback=_ConstantSampler(), **kwargs)
+
+
+def test_the_fallback_starts_with_random_trials(xy_prior):
+    """After a hand-over, the first fallback trials are uniformly random, the rest the
+    fallback's own, so a distrusted prior's proposals do not seed the fallback's model."""
+    study = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=4))
+    study.optimize(objective_for(CENTRE), n_trials=9)
+    sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials]
+    assert sources == ["prior"] * 1 + ["fallback"] * 8
+    from_fallback = [t.params == {"x": 0.25, "y": 0.25} for t in study.trials[1:]]
+    assert from_fallback == [False] * 4 + [True] * 4
+    # random, but seeded per trial: the same seed gives the same startup trials
+    again = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=4))
+    again.optimize(objective_for(CENTRE), n_trials=9)
+    assert [t.params for t in again.trials] == [t.params for t in study.trials]
+    xs = [t.params["x"] for t in study.trials[1:5]]
+    assert len(set(xs)) == 4 and all(-1 <= x <= 1 for x in xs)
+
+
+def test_no_fallback_startup_hands_every_trial_to_the_fallback(xy_prior):
+    study = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=0))
+    study.optimize(objective_for(CENTRE), n_trials=4)
+    assert [t.params for t in study.trials[1:]] == [{"x": 0.25, "y": 0.25}] * 3
+
+
 def test_multi_objective_goes_to_the_fallback(xy_prior):
     study = optuna.create_study(
         directions=["minimize", "minimize"], sampler=MetaPriorSampler(xy_prior, seed=0)
@@ -279,6 +321,8 @@ def test_bad_arguments_are_clear_errors(xy_prior, tmp_path):
         MetaPriorSampler(xy_prior, n_startup_trials=-1)
     with pytest.raises(MttuneError, match="portfolio_trials must be >= 0, got -2"):
         MetaPriorSampler(xy_prior, portfolio_trials=-2)
+    with pytest.raises(MttuneError, match="fallback_startup_trials must be >= 0, got -1"):
+        MetaPriorSampler(xy_prior, fallback_startup_trials=-1)
     with pytest.raises(MttuneError, match="prior file not found"):
         MetaPriorSampler(tmp_path / "missing.safetensors")
 

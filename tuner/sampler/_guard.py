@@ -116,7 +116,8 @@ class NegativeTransferGuard:
             c = float(recent.mean()) if n else None
             return GuardState(self.ceiling, n, c, None, False)
         c = float(recent.mean())
-        se = max(float(recent.std(ddof=1)), 0.15) / math.sqrt(n)
+        spread = float(recent.std(ddof=1)) if n > 1 else 0.0
+        se = max(spread, 0.15) / math.sqrt(n)
         z = (c - 0.5) / se
         trust = float(np.clip(stats.norm.cdf(z + self.optimism), self.floor, self.ceiling))
         return GuardState(trust, n, c, z, trust < 0.5)
