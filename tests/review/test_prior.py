@@ -139,4 +139,8 @@ def test_prior_section_in_the_terminal_and_the_page(prior_studies, tmp_path, cap
     assert "prior diagnostics" in out and "guard fired" in out and "learned from" in out
     html = page.read_text()
     assert "Prior diagnostics" in html and "predicted (rank units" in html
+    p = _prior_section(prior_studies, "upside-down", capsys)
+    assert p["poor_proposals"] > 0  # the prior's poor proposals, on the page as in the terminal
+    said = f"{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals landed"
+    assert said in out and said in html
     assert html.count("Plotly.newPlot") == 6  # the prior's predicted-vs-observed plot too

@@ -443,6 +443,12 @@ def _prior(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (rank correlation of the "
             "prediction with the direction-adjusted value; 1 = perfect order, 0 = none).</p>"
         )
+    if p.get("poor_proposals"):
+        out.append(
+            f"<p>{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals "
+            "landed among the study's worst quarter so far (counted against the prior by the "
+            "guard).</p>"
+        )
     g = p["guard"]
     final = g["final"] or {}
     if g["fired"]:
