@@ -10,7 +10,7 @@ It follows the user's real flow:
 Example::
 
     python -m benchmarks.transfer --suite yahpo:rbv2_xgboost --data ../shared/data/yahpo \
-        --test-tasks 20 --budget 100 --seeds 5 \
+        --test-tasks 20 --budget 100 --seeds 10 \
         --methods random,tpe,gp,cmaes,ws-cmaes,portfolio,prior-zero,mttune,mttune-misleading
 
 Outputs in ``--out`` (default ``benchmarks/results/<suite>``): ``results.md`` (tables) and
@@ -58,7 +58,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--train-trials", type=int, default=100)
     p.add_argument("--train-sampler", default="tpe", choices=("tpe", "random"))
     p.add_argument("--budget", type=int, default=100)
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=10)
     p.add_argument(
         "--slow-seeds", type=int, default=2, help="seeds for the slow methods (GP: ~0.5 s per ask)"
     )
