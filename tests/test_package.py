@@ -6,6 +6,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 STAGES = ["space", "studies", "metadataset", "prior", "sampler", "runners", "review", "cli"]
@@ -31,3 +33,39 @@ def test_stages_import_only_earlier_stages():
                     if parts[0] == "tuner" and len(parts) > 1 and parts[1] in STAGES:
                         later = STAGES.index(parts[1])
                         assert later <= i, f"{path} imports later stage {node.module}"
+
+
+def test_the_cli_answers_help_without_torch_or_optuna():
+    """``mttune --help``, ``--version`` and usage errors do not import the heavy stages."""
+    code = (
+        "import sys\n"
+        "from tuner.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['no-such-command']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted({'torch', 'optuna', 'ray'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "review    how far to trust" in out.stdout and "invalid choice" in out.stderr
+
+
+def test_every_command_has_its_full_help(capsys):
+    from tuner.cli import main
+
+    for command, option in [
+        ("run", "--sampler"),
+        ("meta-train", "--inner-steps"),
+        ("prior", "show"),
+        ("review", "--top-k"),
+        ("verify", "--repeats"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: mttune {command}") and option in out

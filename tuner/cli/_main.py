@@ -12,6 +12,7 @@ Exit codes (as the Optuna CLI: 0 success, non-zero failure):
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import threading
 import warnings
@@ -21,7 +22,6 @@ from rich.console import Console
 from rich.text import Text
 
 from tuner._errors import MttuneError
-from tuner.cli import _prior, _review, _run
 from tuner.cli._console import make_console
 
 EXIT_OK = 0
@@ -43,11 +43,37 @@ examples:
 exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted.
 """
 
-_COMMANDS = [_run, _prior, _review]
+# command: (module, function that adds its arguments, one-line help). A command's module (and
+# with it torch and Optuna, ~3 s) is imported only to parse that command: `mttune --help`
+# and usage errors answer at once.
+_COMMANDS = {
+    "run": ("tuner.cli._run", "configure_run", "tune a training script"),
+    "meta-train": (
+        "tuner.cli._prior",
+        "configure_meta_train",
+        "meta-learn a warm-start prior from past studies (MAML)",
+    ),
+    "prior": ("tuner.cli._prior", "configure_prior", "inspect a prior file"),
+    "review": (
+        "tuner.cli._review",
+        "configure_review",
+        "how far to trust a study's result (read-only report)",
+    ),
+    "verify": (
+        "tuner.cli._review",
+        "configure_verify",
+        "re-run the top configs with fresh seeds and perturbations",
+    ),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``mttune`` parser with every subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``mttune`` parser.
+
+    Args:
+        argv: The command line it will parse: only the command named there gets its
+            arguments (``None``: every command does).
+    """
     parser = argparse.ArgumentParser(
         prog="mttune",
         description="Hyperparameter tuning that learns from past tuning (Optuna / Ray Tune).",
@@ -59,15 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mttune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in _COMMANDS:
-        module.add_parser(sub)
+    wanted = None if argv is None else next((a for a in argv if a in _COMMANDS), "")
+    for name, (module, configure, help) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if wanted is None or name == wanted:
+            getattr(importlib.import_module(module), configure)(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mttune`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     # mttune relies on Optuna's heartbeat on purpose; its "experimental" notices are noise here.
     import optuna
 

@@ -22,17 +22,14 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``mttune meta-train`` and ``mttune prior``."""
-    p = sub.add_parser(
-        "meta-train",
-        help="meta-learn a warm-start prior from past studies (MAML)",
-        description="Read past tuning studies (each study is one task), meta-train a MAML "
+def configure_meta_train(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune meta-train``."""
+    p.description = (
+        "Read past tuning studies (each study is one task), meta-train a MAML "
         "prior over the search space, validate it on held-out studies and write it to a "
-        "safetensors file.",
-        epilog=_TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "safetensors file."
     )
+    p.epilog = _TRAIN_EPILOG
     p.add_argument("--space", required=True, help="search space YAML file")
     p.add_argument(
         "--from",
@@ -86,9 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=handle_meta_train)
 
-    show = sub.add_parser("prior", help="inspect a prior file").add_subparsers(
-        dest="prior_command", metavar="SUBCOMMAND"
-    )
+
+def configure_prior(p: argparse.ArgumentParser) -> None:
+    """The subcommands of ``mttune prior``."""
+    show = p.add_subparsers(dest="prior_command", metavar="SUBCOMMAND")
     show.required = True
     s = show.add_parser(
         "show",

@@ -60,15 +60,9 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``mttune review`` and ``mttune verify``."""
-    p = sub.add_parser(
-        "review",
-        help="how far to trust a study's result (read-only report)",
-        description=_REVIEW_DESCRIPTION,
-        epilog=_REVIEW_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure_review(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune review``."""
+    p.description, p.epilog = _REVIEW_DESCRIPTION, _REVIEW_EPILOG
     p.add_argument("storage", help="Optuna storage: SQLite file, database URL or journal file")
     p.add_argument("--study", help="the study to review (default: list the studies)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -88,13 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the estimates (default 0)")
     p.set_defaults(handler=handle_review)
 
-    v = sub.add_parser(
-        "verify",
-        help="re-run the top configs with fresh seeds and perturbations",
-        description=_VERIFY_DESCRIPTION,
-        epilog=_VERIFY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def configure_verify(v: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune verify``."""
+    v.description, v.epilog = _VERIFY_DESCRIPTION, _VERIFY_EPILOG
     v.add_argument("storage", help="Optuna storage of the study (it is written to)")
     v.add_argument("--study", required=True, help="the study to verify")
     v.add_argument("script", help="training script (.py with train(), or an executable)")

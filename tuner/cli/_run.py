@@ -64,15 +64,9 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``mttune run``."""
-    p = sub.add_parser(
-        "run",
-        help="tune a training script",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure_run(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune run``."""
+    p.description, p.epilog = _DESCRIPTION, _EPILOG
     p.add_argument("script", help="training script (.py with train(), or an executable)")
     p.add_argument(
         "script_args",
