@@ -306,9 +306,7 @@ class MetaPriorSampler(BaseSampler):
                     100 * (1 - state.trust),
                 )
                 self._warned_guard = True
-            startup = source == SOURCE_FALLBACK and (
-                self._fallback_trials_before(study, trial) < self._fallback_startup_trials
-            )
+            startup = source == SOURCE_FALLBACK and self._in_fallback_startup(study, trial)
             decision = _Decision(source, state, startup)
         with self._lock:
             self._decisions[trial._trial_id] = decision
@@ -316,14 +314,15 @@ class MetaPriorSampler(BaseSampler):
         self._set_attr(study, trial, ATTR_GUARD, decision.guard.to_dict())
         return decision
 
-    def _fallback_trials_before(self, study: Study, trial: FrozenTrial) -> int:
-        if self._fallback_startup_trials == 0:
-            return 0
-        return sum(
-            1
-            for t in study.get_trials(deepcopy=False)
-            if t.number < trial.number and t.user_attrs.get(ATTR_SOURCE) == SOURCE_FALLBACK
-        )
+    def _in_fallback_startup(self, study: Study, trial: FrozenTrial) -> bool:
+        """Whether fewer than ``fallback_startup_trials`` earlier trials went to the fallback."""
+        left = self._fallback_startup_trials
+        for t in study.get_trials(deepcopy=False):
+            if left == 0:
+                return False
+            if t.number < trial.number and t.user_attrs.get(ATTR_SOURCE) == SOURCE_FALLBACK:
+                left -= 1
+        return left > 0
 
     def _fallback_for(self, trial: FrozenTrial, decision: _Decision) -> BaseSampler:
         """The fallback, or on its startup trials a random sampler seeded for the trial."""
