@@ -86,8 +86,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = None if argv is None else next((a for a in argv if a in _COMMANDS), "")
-    for name, (module, configure, help) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (module, configure, summary) in _COMMANDS.items():
+        p = sub.add_parser(
+            name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         if wanted is None or name == wanted:
             getattr(importlib.import_module(module), configure)(p)
     return parser

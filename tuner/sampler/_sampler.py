@@ -279,7 +279,8 @@ class MetaPriorSampler(BaseSampler):
                 self._warned_multi = True
             decision = _Decision(SOURCE_FALLBACK, GuardState(0.0, 0, None, None, False))
         else:
-            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            trials = study.get_trials(deepcopy=False)
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
             n_obs = sum(1 for t in complete if self._fits(t))
             # a proposal of the prior that landed in the study's worst quarter counts as no
             # evidence for the prior, however well the prior ranks it afterwards
@@ -306,7 +307,7 @@ class MetaPriorSampler(BaseSampler):
                     100 * (1 - state.trust),
                 )
                 self._warned_guard = True
-            startup = source == SOURCE_FALLBACK and self._in_fallback_startup(study, trial)
+            startup = source == SOURCE_FALLBACK and self._in_fallback_startup(trials, trial)
             decision = _Decision(source, state, startup)
         with self._lock:
             self._decisions[trial._trial_id] = decision
@@ -314,10 +315,10 @@ class MetaPriorSampler(BaseSampler):
         self._set_attr(study, trial, ATTR_GUARD, decision.guard.to_dict())
         return decision
 
-    def _in_fallback_startup(self, study: Study, trial: FrozenTrial) -> bool:
+    def _in_fallback_startup(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
         """Whether fewer than ``fallback_startup_trials`` earlier trials went to the fallback."""
         left = self._fallback_startup_trials
-        for t in study.get_trials(deepcopy=False):
+        for t in trials:
             if left == 0:
                 return False
             if t.number < trial.number and t.user_attrs.get(ATTR_SOURCE) == SOURCE_FALLBACK:
