@@ -16,7 +16,7 @@ import numpy as np
 from tuner._errors import MttuneError
 from tuner.review._diagnostics import search_rows
 from tuner.review._report import Review
-from tuner.review._terminal import fmt_value
+from tuner.review._terminal import fmt_value, guard_verdict, poor_proposals_sentence
 
 __all__ = ["render_html", "write_html"]
 
@@ -443,24 +443,16 @@ def _prior(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (rank correlation of the "
             "prediction with the direction-adjusted value; 1 = perfect order, 0 = none).</p>"
         )
-    if p.get("poor_proposals"):
+    poor = poor_proposals_sentence(p)
+    if poor is not None:
+        out.append(f"<p>{html.escape(poor, quote=False)}.</p>")
+    verdict = guard_verdict(p)
+    if verdict is not None:
+        fired, detail = verdict
         out.append(
-            f"<p>{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals "
-            "landed among the study's worst quarter so far (counted against the prior by the "
-            "guard).</p>"
-        )
-    g = p["guard"]
-    final = g["final"] or {}
-    if g["fired"]:
-        out.append(
-            f"<p class='fragile'>The negative-transfer guard fired on {g['fired_trials']} "
-            f"trial(s), first at #{g['first_fired']}; final trust "
-            f"{_e(final.get('trust'))}.</p>"
-        )
-    elif final:
-        out.append(
-            f"<p>The negative-transfer guard never fired; final trust "
-            f"{_e(final.get('trust'))}.</p>"
+            f"<p class='fragile'>The negative-transfer guard fired {_e(detail)}.</p>"
+            if fired
+            else f"<p>The negative-transfer guard never fired; {_e(detail)}.</p>"
         )
     sp = p["study_prior"]
     if sp:

@@ -25,6 +25,29 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+def poor_proposals_sentence(prior: dict[str, Any]) -> str | None:
+    """How many of the prior's proposals were poor, in words (``None`` when none were)."""
+    if not prior.get("poor_proposals"):
+        return None
+    return (
+        f"{prior['poor_proposals']} of the prior's {prior['proposed_by_prior']} proposals "
+        "landed among the study's worst quarter so far (counted against the prior by the guard)"
+    )
+
+
+def guard_verdict(prior: dict[str, Any]) -> tuple[bool, str] | None:
+    """Whether the negative-transfer guard fired, and the details in words.
+
+    ``None`` when no trial recorded the guard's state.
+    """
+    g = prior["guard"]
+    final = g["final"] or {}
+    trust = f"final trust {fmt_value(final.get('trust'))}"
+    if g["fired"]:
+        return True, f"on {g['fired_trials']} trial(s), first at #{g['first_fired']}; {trust}"
+    return (False, trust) if final else None
+
+
 def _short(value: Any) -> str:
     """A number with 3 significant digits (for narrow table cells)."""
     if isinstance(value, float):
@@ -264,21 +287,16 @@ def _print_prior(report: dict[str, Any], console: Console) -> None:
             f"prior predicted vs observed over {corr['n']} trials: Spearman "
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (1 = perfect order, 0 = none)"
         )
-    if p.get("poor_proposals"):
+    poor = poor_proposals_sentence(p)
+    if poor is not None:
+        console.print(poor)
+    verdict = guard_verdict(p)
+    if verdict is not None:
+        fired, detail = verdict
         console.print(
-            f"{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals landed "
-            "among the study's worst quarter so far (counted against the prior by the guard)"
-        )
-    g = p["guard"]
-    final = g["final"] or {}
-    if g["fired"]:
-        console.print(
-            f"[yellow]negative-transfer guard fired[/] on {g['fired_trials']} trial(s), first "
-            f"at #{g['first_fired']}; final trust {fmt_value(final.get('trust'))}"
-        )
-    elif final:
-        console.print(
-            f"negative-transfer guard never fired; final trust {fmt_value(final.get('trust'))}"
+            f"[yellow]negative-transfer guard fired[/] {detail}"
+            if fired
+            else f"negative-transfer guard never fired; {detail}"
         )
     sp = p["study_prior"]
     if sp:
