@@ -15,44 +15,26 @@ import optuna
 import pytest
 from scipy import stats
 
+from tests.prior.conftest import CENTRE, SMALL_MODEL, SPACE, bowl_family
 from tuner.cli import main
-from tuner.metadataset import MetaDataset
-from tuner.prior import MAMLConfig, ModelConfig, meta_train
+from tuner.prior import MAMLConfig, meta_train
 from tuner.runners import record_prior
 from tuner.sampler import MetaPriorSampler
-from tuner.space import SearchSpace
 
-SPACE = SearchSpace.from_dict(
-    {
-        "name": "bowl",
-        "objective": {"name": "loss", "direction": "minimize"},
-        "params": {
-            "a": {"type": "float", "low": 0.0, "high": 1.0},
-            "b": {"type": "float", "low": 0.0, "high": 1.0},
-        },
-    }
-)
 N_TRIALS = 25
 
 pytestmark = pytest.mark.slow  # meta-trains a prior and runs MetaPriorSampler (~30 s)
 
 
 def _bowl(params: dict) -> float:
-    return (params["a"] - 0.3) ** 2 + (params["b"] - 0.7) ** 2
+    return (params["a"] - CENTRE[0]) ** 2 + (params["b"] - CENTRE[1]) ** 2
 
 
 @pytest.fixture(scope="module")
 def prior_studies(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    tasks = []
-    for i in range(10):
-        centre = np.array([0.3, 0.7]) + rng.uniform(-0.15, 0.15, 2)
-        x = rng.random((30, 2))
-        y = ((x - centre) ** 2).sum(1)
-        tasks.append((f"bowl-{i}", [{"a": float(a), "b": float(b)} for a, b in x], y))
     prior = meta_train(
-        MetaDataset.from_tasks(SPACE, tasks),
-        model=ModelConfig(hidden=32, layers=2, ensemble=3),
+        bowl_family(10, 30, seed=0),
+        model=SMALL_MODEL,
         maml=MAMLConfig(max_steps=40, val_every=20, patience=2),
         seed=0,
     )
