@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 
+from benchmarks.first_trial import main as first_trial_main
 from benchmarks.suites import TableSuite
 from benchmarks.transfer import main, split_tasks
 
@@ -77,3 +78,21 @@ def test_harness_end_to_end(table_suite, tmp_path):
         assert f"| {method} |" in md
     assert "Average rank per budget" in md and "Meta-training" in md
     assert (out / "regret.png").stat().st_size > 1000
+
+    # the trial-1 headroom analysis reads the same results folder
+    assert first_trial_main(["--suite", f"table:{table_suite}", "--out", str(out)]) == 0
+    text = (out / "first_trial.md").read_text()
+    ranks = {
+        line.split(" | ")[0].lstrip("| "): float(line.split(" | ")[1])
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| first")
+    }
+    assert len(ranks) == 4 and all(1.0 <= r <= 6.0 for r in ranks.values())
+    hindsight = ranks["the best of the past studies' best configs, in hindsight"]
+    assert hindsight <= ranks["the portfolio's first (best mean over the past studies)"]
+    assert "would rank better at trial 1" in text
+
+
+def test_first_trial_needs_a_benchmark_run(table_suite, tmp_path, capsys):
+    assert first_trial_main(["--suite", f"table:{table_suite}", "--out", str(tmp_path)]) == 1
+    assert "run benchmarks.transfer first" in capsys.readouterr().err
