@@ -154,14 +154,73 @@ def test_enqueued_and_partially_fixed_params(xy_prior):
     study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
     study.enqueue_trial({"x": -0.9})
     study.optimize(objective_for(CENTRE), n_trials=3)
-    assert study.trials[0].params["x"] == -0.9
-    # the prior's proposal for y is made knowing x is fixed
-    assert -1 <= study.trials[0].params["y"] <= 1
+    first = study.trials[0]
+    assert first.params["x"] == -0.9
+    # the prior's proposal is made knowing x is fixed: its recorded prediction is for the
+    # config the trial ran, not for a proposal with another x
+    pred = xy_prior.adapt().predict(xy_prior.encoder.encode(first.params)[None]).mean[0]
+    assert first.user_attrs[ATTR_PRED_MEAN] == pytest.approx(pred, abs=1e-5)
     fixed = optuna.samplers.PartialFixedSampler({"y": 0.5}, MetaPriorSampler(xy_prior, seed=0))
     study2 = optuna.create_study(sampler=fixed)
     study2.optimize(objective_for(CENTRE), n_trials=6)
     assert all(t.params["y"] == 0.5 for t in study2.trials)
     assert len({t.params["x"] for t in study2.trials}) == 6
+
+
+def test_enqueued_value_outside_the_prior_range_goes_to_the_fallback(xy_prior):
+    def objective(trial):  # x with another range than the prior's [-1, 1]
+        return bowl(trial.suggest_float("x", -2, 2), trial.suggest_float("y", -1, 1), CENTRE)
+
+    study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
+    study.optimize(objective, n_trials=3)
+    study.enqueue_trial({"x": 1.5})
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].state == TrialState.COMPLETE
+    assert study.trials[-1].params["x"] == 1.5
+
+
+def test_enqueued_baselines_do_not_pin_a_parameter(xy_prior):
+    """Three enqueued trials at x=0 are baselines, not a fixed x (PartialFixedSampler is)."""
+    study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=1))
+    for y in (-0.5, 0.0, 0.5):
+        study.enqueue_trial({"x": 0.0, "y": y})
+    study.optimize(objective_for(CENTRE), n_trials=10)
+    assert all(t.params["x"] != 0.0 for t in study.trials[3:])
+
+
+def test_pruned_configs_are_not_proposed_again(xy_prior):
+    def objective(trial):
+        trial.suggest_float("x", -1, 1)
+        trial.suggest_float("y", -1, 1)
+        raise optuna.TrialPruned()
+
+    sampler = MetaPriorSampler(xy_prior, n_startup_trials=5, portfolio_trials=0, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=4)
+    # nothing was observed, so every trial is a zero-shot proposal: each one keeps the
+    # zero-shot spacing from the pruned ones before it
+    pts = np.array([[t.params["x"], t.params["y"]] for t in study.trials])
+    d = np.sqrt((((pts[:, None] - pts[None]) / 2) ** 2).mean(-1))  # RMS in the unit cube
+    assert d[np.triu_indices(4, 1)].min() >= 0.15 - 1e-9
+
+
+def test_no_startup_trials_adapts_from_the_first_trial(xy_prior):
+    study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, n_startup_trials=0, seed=0))
+    study.optimize(objective_for(CENTRE), n_trials=3)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert study.trials[0].user_attrs[ATTR_SOURCE] == "adapted-prior"
+
+
+def test_one_sampler_reused_across_studies(xy_prior):
+    """In-memory studies all number their trials from 0: nothing cached leaks between them."""
+    reused = MetaPriorSampler(xy_prior, seed=0)
+    optuna.create_study(sampler=reused).optimize(objective_for(CENTRE), n_trials=12)
+    other = (-0.6, 0.7)
+    b = optuna.create_study(sampler=reused)
+    b.optimize(objective_for(other), n_trials=12)
+    fresh = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
+    fresh.optimize(objective_for(other), n_trials=12)
+    assert [t.params for t in b.trials] == [t.params for t in fresh.trials]
 
 
 def test_parallel_jobs(xy_prior, tmp_path):

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,8 @@ class _Observations:
     x: np.ndarray
     y: np.ndarray  # oriented: lower is better
     failed: np.ndarray  # failed trials: as bad as the worst observation
+    enqueued: tuple[frozenset[str], ...] = ()  # per row: the parameters the user enqueued
+    pruned: np.ndarray | None = None  # encoded configs of pruned trials (not observations)
 
 
 # The GP's hyperparameters are refitted when the number of observations reaches one of these
@@ -212,6 +215,7 @@ class MetaPriorSampler(BaseSampler):
         self._startup: dict[int, BaseSampler] = {}
         self._encodings: dict[int, np.ndarray | None] = {}
         self._portfolio_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._storage_ref: weakref.ref[Any] | None = None
         self._warned_multi = False
         self._warned_guard = False
 
@@ -236,6 +240,7 @@ class MetaPriorSampler(BaseSampler):
         state["_proposals"] = {}
         state["_startup"] = {}
         state["_encodings"] = {}
+        state["_storage_ref"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -255,12 +260,34 @@ class MetaPriorSampler(BaseSampler):
             base = self._base_seed
         return np.random.default_rng([base, trial.number, salt])
 
+    def _bind(self, study: Study) -> None:
+        """Forget what was cached for another storage's trials.
+
+        The caches are keyed by trial id, which is unique within a storage only: two
+        in-memory studies both number their trials from 0.
+        """
+        storage = study._storage
+        with self._lock:
+            if self._storage_ref is not None and self._storage_ref() is storage:
+                return
+            for cache in (
+                self._decisions,
+                self._adapted,
+                self._gp_cache,
+                self._proposals,
+                self._startup,
+                self._encodings,
+            ):
+                cache.clear()
+            self._storage_ref = weakref.ref(storage)
+
     def _set_attr(self, study: Study, trial: FrozenTrial, key: str, value: Any) -> None:
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
         trial.user_attrs[key] = value
 
     # ------------------------------------------------------------------ decisions
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._bind(study)
         self._fallback.before_trial(study, trial)
         self._decide(study, trial)
 
@@ -349,6 +376,7 @@ class MetaPriorSampler(BaseSampler):
         only when it is asked with exactly the prior's distribution, so an objective that
         uses a name differently never conflicts with the prior.
         """
+        self._bind(study)
         decision = self._decide(study, trial)
         if decision.source == SOURCE_FALLBACK:
             return self._fallback_for(trial, decision).infer_relative_search_space(study, trial)
@@ -398,6 +426,7 @@ class MetaPriorSampler(BaseSampler):
         """
         if not search_space:
             return {}
+        self._bind(study)
         decision = self._decide(study, trial)
         fallback = self._fallback_for(trial, decision)
         if decision.source == SOURCE_FALLBACK:
@@ -422,6 +451,7 @@ class MetaPriorSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         """The prior's proposal where it covers the parameter, else the fallback's value."""
+        self._bind(study)
         decision = self._decide(study, trial)
         if decision.source != SOURCE_FALLBACK and self._covers(param_name, param_distribution):
             proposal = self._proposal(study, trial, decision)
@@ -461,17 +491,23 @@ class MetaPriorSampler(BaseSampler):
         because their runner was interrupted (``interrupted`` attribute) do not count.
         """
         states = (TrialState.COMPLETE, TrialState.FAIL) if failures else (TrialState.COMPLETE,)
-        trials = study.get_trials(deepcopy=False, states=states)
+        every = study.get_trials(deepcopy=False, states=(*states, TrialState.PRUNED))
         if before is not None and before.datetime_start is not None:
-            trials = [
+            every = [
                 t
-                for t in trials
+                for t in every
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
+        pruned = [
+            x
+            for t in every
+            if t.state == TrialState.PRUNED and (x := self._encoded(t)) is not None
+        ]
         trials = [
             t
-            for t in trials
-            if t.number != exclude
+            for t in every
+            if t.state in states
+            and t.number != exclude
             and (t.value is not None or t.state == TrialState.FAIL)
             and not t.user_attrs.get("interrupted")
             and self._fits(t)
@@ -488,7 +524,14 @@ class MetaPriorSampler(BaseSampler):
             if trials
             else np.zeros((0, self._encoder.dim))
         )
-        return _Observations(tuple(t.number for t in trials), x, y, failed)
+        return _Observations(
+            tuple(t.number for t in trials),
+            x,
+            y,
+            failed,
+            tuple(frozenset(t.system_attrs.get("fixed_params", ())) for t in trials),
+            np.vstack(pruned) if pruned else np.zeros((0, self._encoder.dim)),
+        )
 
     def _subset(self, obs: _Observations, rng: np.random.Generator) -> np.ndarray:
         """Indices of the observations used: all, or the best half and a random rest."""
@@ -556,13 +599,16 @@ class MetaPriorSampler(BaseSampler):
         decision: _Decision,
     ) -> dict[str, Any]:
         rng = self._rng(trial, salt=2)
-        zero_shot = decision.source == SOURCE_ZERO_SHOT
         obs = self._observations(study)
+        # with n_startup_trials=0 the first trial has nothing to adapt to
+        zero_shot = decision.source == SOURCE_ZERO_SHOT or len(obs.y) == 0
         fixed = self._pinned(obs)
+        # enqueued values the prior's space cannot hold (the objective asks for the parameter
+        # with another range) are not the prior's business: the fallback's, as documented
         fixed.update(
             (k, v)
             for k, v in trial.system_attrs.get("fixed_params", {}).items()
-            if k in self._space.params
+            if self._holds(k, v)
         )
         incumbents = (
             obs.x[np.argsort(obs.y, kind="stable")[:3]]
@@ -588,7 +634,9 @@ class MetaPriorSampler(BaseSampler):
                 and isinstance(row := t.user_attrs.get(ATTR_PORTFOLIO), int)
             ],
         )
-        taken = np.vstack([obs.x, others])
+        # pruned configs are not observations, but proposing them again would waste a trial
+        pruned = obs.pruned if obs.pruned is not None else others[:0]
+        taken = np.vstack([obs.x, others, pruned])
         for restricted in (True, False) if early else (False,):
             cands = candidates(
                 self._encoder,
@@ -644,11 +692,23 @@ class MetaPriorSampler(BaseSampler):
             self._portfolio_cache = (portfolio[rows], rows)
         return self._portfolio_cache
 
+    def _holds(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is a valid value of the prior's parameter ``name``."""
+        param = self._space.params.get(name)
+        if param is None:
+            return False
+        try:
+            return bool(param.distribution._contains(param.distribution.to_internal_repr(value)))
+        except (ValueError, TypeError):
+            return False
+
     def _pinned(self, obs: _Observations) -> dict[str, Any]:
-        """Continuous parameters that took one value in every observed trial (3 or more).
+        """Continuous parameters that took one value in every observed trial.
 
         Identical float values do not happen by chance: the user fixed them (for example with
-        ``PartialFixedSampler``), so proposals are made at that value too.
+        ``PartialFixedSampler``), so proposals are made at that value too. Only trials where
+        the value was *not* enqueued count as evidence (3 or more): a few enqueued baselines
+        at one value do not fix a parameter for the rest of the study.
         """
         if len(obs.y) < 3:
             return {}
@@ -656,10 +716,12 @@ class MetaPriorSampler(BaseSampler):
         out = {}
         for name, cols in self._encoder.param_slices().items():
             dist = self._space.params[name].distribution
+            free = sum(name not in names for names in obs.enqueued) if obs.enqueued else len(obs.y)
             if (
                 isinstance(dist, FloatDistribution)
                 and dist.step is None
                 and name in first
+                and free >= 3
                 and np.ptp(obs.x[:, cols]) == 0.0
             ):
                 out[name] = first[name]
@@ -688,6 +750,7 @@ class MetaPriorSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         """Record the prior's prequential evidence on the finished trial, then clean up."""
+        self._bind(study)
         try:
             if (
                 state == TrialState.COMPLETE
