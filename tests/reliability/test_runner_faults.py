@@ -83,7 +83,8 @@ def test_two_runners_on_one_sqlite_study(tmp_path):
     env = {**os.environ, "QUAD_SLEEP": "0.05"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tuner", *args, "--seed", str(i)],
+            # the same --seed on purpose: the runners must still not draw the same configs
+            [sys.executable, "-m", "tuner", *args, "--seed", "0"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -104,6 +105,7 @@ def test_two_runners_on_one_sqlite_study(tmp_path):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert 12 <= len(complete) <= 14  # both stop at the target (a trial in flight may finish)
     assert len({t.number for t in trials}) == len(trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
 
 
 def test_read_only_database_is_a_clear_error(tmp_path):

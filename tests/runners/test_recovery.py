@@ -50,3 +50,29 @@ def test_a_tagged_trial_of_a_dead_local_runner_is_failed_at_once(tmp_path):
     assert fail_dead_local_trials(study) == [dead.number]
     t = study.trials[dead.number]
     assert t.state == TrialState.FAIL and t.user_attrs["interrupted"] is True
+
+
+def test_runners_joining_one_study_get_their_own_place_and_seed(tmp_path):
+    """Two `mttune run --seed 0` that open one new study together (both see no trials) must
+    not draw the same configs: each runner's place in the study is part of its seed."""
+    import argparse
+
+    from tuner.cli._run import _open_study
+    from tuner.runners import join_study, make_pruner
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_dict(
+        {
+            "objective": {"name": "loss", "direction": "minimize"},
+            "params": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+    args = argparse.Namespace(heartbeat=10, seed=0, sampler="random", prior=None)
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    first = _open_study(args, url, "shared", space, None, make_pruner("none"))
+    second = _open_study(args, url, "shared", space, None, make_pruner("none"))
+    xs = [s.ask().suggest_float("x", 0, 1) for s in (first, second)]
+    assert xs[0] != xs[1]
+    # a new study starts counting again: a single run keeps its seed (same seed, same run)
+    other = optuna.create_study(study_name="other", storage=url)
+    assert join_study(other) == 0 and join_study(other) == 1

@@ -24,6 +24,7 @@ from tuner.runners import (
     RunSummary,
     ScriptSpec,
     create_or_resume_study,
+    join_study,
     make_progress,
     make_pruner,
     make_sampler,
@@ -239,9 +240,11 @@ def _open_study(
     study = create_or_resume_study(
         storage, study_name, space, None, pruner, heartbeat=args.heartbeat
     )
-    # Resume-aware seeding: a resumed run must not replay the first run's suggestions.
+    # Resume-aware seeding: a resumed run must not replay the first run's suggestions, and
+    # runners that share the study with the same --seed must not draw the same configs.
     n_existing = len(study.get_trials(deepcopy=False))
-    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing
+    place = join_study(study)
+    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing + 7_919 * place
     study.sampler = make_sampler(args.sampler, seed)
     if prior is not None:
         study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)

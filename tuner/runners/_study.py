@@ -28,6 +28,7 @@ import math
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -208,6 +209,26 @@ def recover_interrupted(
             if on_retry is not None:
                 on_retry(t)
     return queued
+
+
+_RUNNER_KEY = "mttune:runner:"
+
+
+def join_study(study: optuna.Study) -> int:
+    """Register this runner with the study; its place among the runners that joined it.
+
+    The first runner of a study gets 0. Runners that start together on one study with the
+    same ``--seed`` get different places, so their samplers do not draw the same configs.
+    """
+    key = f"{_RUNNER_KEY}{uuid.uuid4().hex}"
+    storage, study_id = study._storage, study._study_id
+    storage.set_study_system_attr(study_id, key, time.time())
+    joined = sorted(
+        (float(v), k)
+        for k, v in storage.get_study_system_attrs(study_id).items()
+        if k.startswith(_RUNNER_KEY) and isinstance(v, int | float)
+    )
+    return [k for _, k in joined].index(key)
 
 
 def runner_attr() -> dict[str, Any]:
