@@ -121,6 +121,28 @@ def test_cuda_without_gpu_is_a_clear_error(past, capsys):
     assert "sees no CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--hidden", "0"], "--hidden must be in 1..4096, got 0"),
+        (["--ensemble", "99"], "--ensemble must be in 1..64, got 99"),
+        (["--max-steps", "0"], "--max-steps must be >= 1, got 0"),
+        (["--inner-steps", "99"], "--inner-steps must be in 0..50, got 99"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_studies_are_read(tmp_path, capsys, flags, needle):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE_YAML)
+    out = tmp_path / "p.safetensors"
+    missing = str(tmp_path / "none-yet.db")  # would be its own error, were it read first
+    code = main(
+        ["meta-train", "--space", str(space_file), "--from", missing, "-o", str(out), *flags]
+    )
+    assert code == 1
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_show_of_a_bad_file_is_an_error(tmp_path, capsys):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"\x00" * 100)

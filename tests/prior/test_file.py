@@ -163,6 +163,34 @@ def test_shapes_that_contradict_the_metadata(saved, tmp_path):
     _expect_error(_rewrite(saved, tmp_path, meta=grow), "but the metadata implies")
 
 
+def test_huge_settings_in_the_header_are_refused_before_any_allocation(saved, tmp_path):
+    def huge(m):
+        m["model"]["hidden"] = 200_000  # a 160 GB network, were it built
+
+    _expect_error(_rewrite(saved, tmp_path, meta=huge), "hidden must be in 1..4096")
+
+    def big(m):
+        m["model"]["hidden"] = 4096
+        m["model"]["layers"] = 8  # allowed settings, but not the tensors in the file
+
+    _expect_error(_rewrite(saved, tmp_path, meta=big), "but the metadata implies")
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda i: i.update(sources="oops"), "'info.sources' must be an object"),
+        (lambda i: i["sources"].update(used=[1]), "'info.sources.used' must be a list"),
+        (lambda i: i["tasks"].update(train="t0"), "'info.tasks.train' must be a list"),
+        (lambda i: i["validation"]["0-shot"].pop("mse"), "'info.validation.0-shot.mse'"),
+        (lambda i: i["versions"].update(torch=2), "'info.versions'"),
+    ],
+)
+def test_tampered_provenance_is_a_clear_error(saved, tmp_path, edit, needle):
+    """``prior show``, ``run --prior`` and ``review`` read these fields: typed at load."""
+    _expect_error(_rewrite(saved, tmp_path, meta=lambda m: edit(m["info"])), needle)
+
+
 def test_missing_and_extra_tensors(saved, tmp_path):
     key = next(k for k in load_file(str(saved)) if k.startswith("params."))
     _expect_error(_rewrite(saved, tmp_path, tensors=lambda t: t.pop(key)), "is missing")

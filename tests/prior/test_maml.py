@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from tests.prior.conftest import CENTRE, SMALL_MAML, SMALL_MODEL, bowl_family, bowl_task
 from tuner.metadataset import rank_normalize
 from tuner.prior import MAMLConfig, meta_train, observation_targets
-from tuner.prior._maml import batched_query_loss, init_ensemble, support_transform
+from tuner.prior._maml import (
+    Surrogate,
+    batched_query_loss,
+    init_ensemble,
+    support_transform,
+    surrogate_shapes,
+)
 
 
 def _mse(pred, t):
@@ -154,3 +161,10 @@ def test_numpy_inference_path_matches_torch():
         ).numpy()
         got = fast.adapt(xo, to, 3).predict(xc)
         np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize(("dim", "hidden", "layers"), [(3, 5, 1), (12, 64, 2), (7, 3, 4)])
+def test_surrogate_shapes_match_the_module(dim, hidden, layers):
+    net = Surrogate(dim, hidden, layers)
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+    assert surrogate_shapes(dim, hidden, layers) == shapes

@@ -9,9 +9,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tuner._errors import MttuneError
 from tuner.cli._console import make_console
 from tuner.metadataset import build_metadataset
-from tuner.prior import MAMLConfig, MetaPrior, ModelConfig, load_prior, meta_train, save_prior
+from tuner.prior import (
+    MAMLConfig,
+    MetaPrior,
+    ModelConfig,
+    load_prior,
+    meta_train,
+    resolve_device,
+    save_prior,
+)
 from tuner.space import load_space
 
 _TRAIN_EPILOG = """\
@@ -101,16 +110,13 @@ def configure_prior(p: argparse.ArgumentParser) -> None:
 def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
     console = make_console(stderr=True)
+    model, maml = _settings(args)  # settings first: no waiting for the studies to hear of a typo
     space = load_space(args.space)
     dataset = build_metadataset(
         args.sources, space, studies=args.studies, min_trials=args.min_trials
     )
     for line in dataset.report.lines():
         console.print(line)
-    model = ModelConfig(hidden=args.hidden, ensemble=args.ensemble)
-    maml = MAMLConfig(
-        max_steps=args.max_steps, inner_steps=args.inner_steps, first_order=args.first_order
-    )
     if args.quiet:
         prior = meta_train(dataset, model=model, maml=maml, seed=args.seed, device=args.device)
     else:
@@ -142,6 +148,28 @@ def handle_meta_train(args: argparse.Namespace) -> int:
     _print_prior(prior, make_console())
     make_console().print(f"wrote {path}")
     return 0
+
+
+_FLAGS = {
+    "hidden": "--hidden",
+    "ensemble": "--ensemble",
+    "max_steps": "--max-steps",
+    "inner_steps": "--inner-steps",
+}
+
+
+def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
+    """The network and MAML settings from the flags, and the device, checked up front."""
+    try:
+        model = ModelConfig(hidden=args.hidden, ensemble=args.ensemble)
+        maml = MAMLConfig(
+            max_steps=args.max_steps, inner_steps=args.inner_steps, first_order=args.first_order
+        )
+    except MttuneError as e:
+        field, _, rest = str(e).partition(" ")
+        raise MttuneError(f"{_FLAGS.get(field, field)} {rest}") from None
+    resolve_device(args.device)
+    return model, maml
 
 
 def handle_show(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ class ModelConfig:
     ensemble: int = 5
 
     def __post_init__(self) -> None:
-        _check(self.hidden >= 1, "hidden must be >= 1", self.hidden)
+        _check(1 <= self.hidden <= 4096, "hidden must be in 1..4096", self.hidden)
         _check(1 <= self.layers <= 8, "layers must be in 1..8", self.layers)
         _check(1 <= self.ensemble <= 64, "ensemble must be in 1..64", self.ensemble)
 

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 from tuner._errors import MttuneError
 from tuner.prior._config import MAMLConfig, ModelConfig
-from tuner.prior._maml import Surrogate
+from tuner.prior._maml import surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import Encoder, SearchSpace, SpaceError
 
@@ -179,8 +179,11 @@ def _build(
     ):
         raise PriorFileError(f"{path}: invalid calibration {cal!r}.")
     dim = Encoder(space).dim
-    ref = Surrogate(dim, model.hidden, model.layers)
-    expected_shapes = {name: (model.ensemble, *p.shape) for name, p in ref.named_parameters()}
+    # shapes from the settings, checked against the tensors before anything is allocated
+    expected_shapes = {
+        name: (model.ensemble, *shape)
+        for name, shape in surrogate_shapes(dim, model.hidden, model.layers).items()
+    }
     params, log_lrs = {}, {}
     for name, shape in expected_shapes.items():
         params[name] = _tensor(tensors, f"params.{name}", shape, path)
@@ -196,8 +199,7 @@ def _build(
     if extra:
         raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
     info = meta.get("info", {})
-    if not isinstance(info, dict):
-        raise PriorFileError(f"{path}: metadata 'info' must be an object.")
+    _check_info(info, path)
     return MetaPrior(
         space,
         model,
@@ -208,6 +210,48 @@ def _build(
         portfolio,
         info,
     )
+
+
+def _check_info(info: Any, path: Path) -> None:
+    """The provenance fields that ``prior show``, ``run`` and ``review`` read, typed."""
+
+    def fail(where: str, rule: str) -> PriorFileError:
+        return PriorFileError(f"{path}: metadata 'info.{where}' {rule}; the file was edited.")
+
+    def mapping(value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise fail(where, "must be an object")
+        return value
+
+    def rows(value: Any, where: str) -> list:
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            raise fail(where, "must be a list of objects")
+        return value
+
+    if not isinstance(info, dict):
+        raise PriorFileError(f"{path}: metadata 'info' must be an object.")
+    sources = mapping(info.get("sources", {}), "sources")
+    for i, used in enumerate(rows(sources.get("used", []), "sources.used")):
+        trials = used.get("trials", 0)
+        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 0:
+            raise fail(f"sources.used[{i}].trials", "must be a count")
+    rows(sources.get("skipped_studies", []), "sources.skipped_studies")
+    for key, value in mapping(info.get("tasks", {}), "tasks").items():
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            raise fail(f"tasks.{key}", "must be a list of task names")
+    mapping(info.get("training", {}), "training")
+    for shots, m in mapping(info.get("validation", {}), "validation").items():
+        m = mapping(m, f"validation.{shots}")
+        for field in ("mse", "nll", "coverage_68", "coverage_95", "kendall_tau"):
+            v = m.get(field)
+            if not (
+                (v is None and field == "kendall_tau")
+                or (isinstance(v, int | float) and not isinstance(v, bool))
+            ):
+                raise fail(f"validation.{shots}.{field}", "must be a number")
+    versions = mapping(info.get("versions", {}), "versions")
+    if not all(isinstance(v, str) for v in versions.values()):
+        raise fail("versions", "must map names to version strings")
 
 
 def _tensor(

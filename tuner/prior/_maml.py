@@ -33,6 +33,7 @@ __all__ = [
     "masked_mse",
     "predict",
     "support_transform",
+    "surrogate_shapes",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -53,6 +54,19 @@ class Surrogate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
+
+
+def surrogate_shapes(dim: int, hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of ``Surrogate(dim, hidden, layers)``, without building it."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    width = dim
+    for i in range(layers):
+        shapes[f"net.{2 * i}.weight"] = (hidden, width)
+        shapes[f"net.{2 * i}.bias"] = (hidden,)
+        width = hidden
+    shapes[f"net.{2 * layers}.weight"] = (1, width)
+    shapes[f"net.{2 * layers}.bias"] = (1,)
+    return shapes
 
 
 def init_ensemble(
