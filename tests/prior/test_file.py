@@ -244,3 +244,13 @@ def test_foreign_safetensors_file(tmp_path):
     bad_json = tmp_path / "badjson.safetensors"
     save_file({"w": torch.zeros(2)}, str(bad_json), metadata={"mttune": "{not json"})
     _expect_error(bad_json, "not valid JSON")
+
+
+def test_saved_prior_is_readable_as_the_umask_allows(bowl_prior, tmp_path):
+    """safetensors writes 0600; a prior is shared with a team, so it follows the umask."""
+    old = os.umask(0o022)
+    try:
+        path = save_prior(bowl_prior, tmp_path / "shared.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import SCRIPTS
-from tuner.runners import ScriptError, ScriptSpec, run_script
+from tuner.runners import ScriptError, ScriptSpec, TrialOutcome, outcome_attrs, run_script
 from tuner.runners._protocol import parse_metrics_line
 
 
@@ -69,6 +69,7 @@ def test_missing_script_and_forced_python_form(tmp_path):
 FAULTS = [
     ("crash", "exited with code 1: ZeroDivisionError: deliberate crash in user code"),
     ("exit", "exited with code 7"),
+    ("exit_message", "exited with code 1: bad config: depth must be even"),
     ("segfault", "killed by SIGSEGV"),
     ("nan", "objective 'value' is nan"),
     ("inf", "objective 'value' is inf"),
@@ -85,10 +86,22 @@ def test_python_faults_fail_the_trial_with_a_reason(fault, reason):
     assert reason in out.reason
 
 
+def test_a_clean_sys_exit_ends_the_trial_like_a_return():
+    out = run_script(ScriptSpec.detect(SCRIPTS / "faults.py"), {"fault": "exit_clean"})
+    assert (out.state, out.value, out.exit_code) == ("complete", 0.25, 0)
+
+
 def test_stderr_flood_keeps_only_a_tail():
     out = run_script(ScriptSpec.detect(SCRIPTS / "faults.py"), {"fault": "stderr_flood"})
     assert out.state == "complete"
     assert 0 < len(out.stderr_tail) <= 4096
+
+
+def test_a_failed_trial_keeps_the_last_4_kib_of_stderr():
+    """The README's promise for ``stderr_tail``: the whole tail the protocol keeps."""
+    tail = "x" * 5000
+    attrs = outcome_attrs(TrialOutcome("failed", reason="boom", stderr_tail=tail))
+    assert attrs["stderr_tail"] == tail[-4096:]
 
 
 @pytest.mark.parametrize(

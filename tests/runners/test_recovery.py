@@ -76,3 +76,14 @@ def test_runners_joining_one_study_get_their_own_place_and_seed(tmp_path):
     # a new study starts counting again: a single run keeps its seed (same seed, same run)
     other = optuna.create_study(study_name="other", storage=url)
     assert join_study(other) == 0 and join_study(other) == 1
+
+
+def test_storage_labels_never_show_a_password(tmp_path):
+    from tuner.runners._study import public_url, storage_label
+
+    assert (
+        public_url("postgresql://me:s3cret@db.example/hpo") == "postgresql://me:***@db.example/hpo"
+    )
+    assert public_url("mysql+pymysql://me@db/hpo") == "mysql+pymysql://me@db/hpo"
+    study = _study(tmp_path)
+    assert storage_label(study) == f"sqlite:///{tmp_path / 's.db'}"

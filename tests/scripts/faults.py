@@ -16,6 +16,11 @@ def train(params, report):
         raise ZeroDivisionError("deliberate crash in user code")
     if fault == "exit":
         sys.exit(7)
+    if fault == "exit_message":
+        sys.exit("bad config: depth must be even")
+    if fault == "exit_clean":  # a clean sys.exit() after an intermediate report
+        report(1, 0.25)
+        sys.exit()
     if fault == "segfault":
         os.kill(os.getpid(), signal.SIGSEGV)
     if fault == "hang":

@@ -70,6 +70,10 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"mttune": json.dumps(meta, allow_nan=False)})
+    # safetensors writes 0600; a prior is meant to be shared, so honour the umask like open()
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
     return path
 

@@ -79,8 +79,11 @@ def main(argv: list[str]) -> int:
             )
             return 2
         result = train(params, report)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 1
+    except SystemExit as e:  # as Python itself exits: None is success, a message is 1
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
     except BaseException:
         traceback.print_exc()
         return 1

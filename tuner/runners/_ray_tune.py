@@ -59,6 +59,7 @@ from tuner.runners._progress import Progress
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
 from tuner.runners._ray import RayOptions, _environ, _quiet_ray_logs
 from tuner.runners._study import (
+    STDERR_TAIL_CHARS,
     StudyCounts,
     best_trial,
     count_trials,
@@ -79,7 +80,6 @@ DONE = "mttune_done"
 OUTCOME = "mttune_outcome"
 
 RAY_FAULT = "the Ray worker running the trial failed"
-_STDERR_TAIL_CHARS = 2000
 # ASHA needs a largest budget; scripts report as many steps as they like, so make it huge and
 # never stop a trial for reaching it. Rungs are at 1, 4, 16, ... reports.
 _ASHA_MAX_T = 4**10
@@ -409,7 +409,7 @@ class StudySearcher(OptunaSearch):
         summary = _error_summary(error)
         attrs: dict[str, Any] = {
             "duration_s": round(time.monotonic() - live.started, 3),
-            "stderr_tail": error[-_STDERR_TAIL_CHARS:],
+            "stderr_tail": error[-STDERR_TAIL_CHARS:],
         }
         if self._is_rerun_of_ray_fault(live.trial):
             attrs["fail_reason"] = f"{RAY_FAULT} again: {summary}"

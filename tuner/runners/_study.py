@@ -35,6 +35,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
 from tuner.runners._protocol import TrialOutcome
@@ -61,6 +63,10 @@ __all__ = [
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
+
+
+# the last 4 KiB of a failed trial's stderr are kept on the trial (README: "stderr_tail")
+STDERR_TAIL_CHARS = 4096
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -104,7 +110,7 @@ def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
         attrs["metrics"] = metrics
     if outcome.state == "failed":
         attrs["fail_reason"] = outcome.reason
-        attrs["stderr_tail"] = outcome.stderr_tail[-2000:]
+        attrs["stderr_tail"] = outcome.stderr_tail[-STDERR_TAIL_CHARS:]
     elif outcome.state == "pruned":
         attrs["prune_reason"] = outcome.reason
     return attrs
@@ -184,11 +190,22 @@ def best_trial(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | 
 
 
 def storage_label(study: optuna.Study) -> str:
-    """The URL of the study's storage (for messages and ``mttune review``), else its type."""
+    """The URL of the study's storage (for messages and ``mttune review``), else its type.
+
+    A password in the URL is masked: the label is printed and written to ``--json``.
+    """
     storage: Any = study._storage
     inner = getattr(storage, "_backend", storage)
     url = getattr(inner, "url", None)
-    return str(url) if url else type(inner).__name__
+    return public_url(str(url)) if url else type(inner).__name__
+
+
+def public_url(url: str) -> str:
+    """``url`` with its password, if any, masked (``postgresql://u:***@host/db``)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def recover_interrupted(
