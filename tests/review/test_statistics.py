@@ -35,16 +35,22 @@ def surrogate_runs(tmp_path_factory):
 
 
 def test_surrogate_intervals_cover_the_true_value_at_about_95_percent(surrogate_runs):
-    covered = []
-    for analysis in surrogate_runs:
+    covered, widths = [], {0.05: [], 0.2: []}
+    for rep, analysis in enumerate(surrogate_runs):
         rec = analysis.recommended
         assert rec.method == "surrogate"
         s = analysis.data.sign
         lo, hi = sorted([s * (rec.mean - rec.half_width), s * (rec.mean + rec.half_width)])
         true = s * quad(rec.group.params)
         covered.append(lo <= true <= hi)
+        sigma = 0.05 if rep % 2 == 0 else 0.2
+        widths[sigma].append(rec.half_width / sigma)
     rate = float(np.mean(covered))
     assert 0.85 <= rate <= 1.0, f"95% intervals covered the truth in {rate:.0%} of {REPS} studies"
+    # and they are informative: narrower than the interval of a single observation (the
+    # surrogate pools the neighbours), so coverage is not bought with width
+    for sigma, ratio in widths.items():
+        assert np.median(ratio) < 1.96, f"noise sd {sigma}: median half-width {ratio}"
 
 
 def test_recommendation_beats_the_noisy_best_on_average(surrogate_runs):
@@ -81,7 +87,7 @@ def test_verified_intervals_cover_the_true_value_at_about_95_percent(tmp_path, n
     db = tmp_path / "verify.db"
     storage = open_storage(str(db))
     spec = ScriptSpec.detect(noisy_script)
-    covered = []
+    covered, widths = [], []
     for rep in range(30):
         noisy_study(storage, f"v{rep}", n=12, sigma=0.05, seed=rep)
         result = verify_study(
@@ -96,8 +102,11 @@ def test_verified_intervals_cover_the_true_value_at_about_95_percent(tmp_path, n
             assert est.method == "verify-repeats" and est.n_used == 3 and est.df == 4
             lo, hi = est.mean - est.half_width, est.mean + est.half_width
             covered.append(lo <= quad(est.group.params) <= hi)
+            widths.append(est.half_width)
     rate = float(np.mean(covered))
     assert 0.85 <= rate <= 1.0, f"verified 95% intervals covered the truth in {rate:.0%}"
+    # not bought with width: within twice the interval of a 3-run mean with the noise known
+    assert np.median(widths) < 2 * 1.96 * 0.05 / np.sqrt(3)
 
 
 def test_review_report_carries_the_analysis_interval(tmp_path):
