@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -17,6 +18,7 @@ from tests.conftest import REPO, SCRIPTS
 from tests.runners._studies import trials as _trials
 from tests.runners._studies import wait_for_trials as _wait_for_trials
 from tuner.cli import main
+from tuner.space import load_space
 
 SPACES = REPO / "tests" / "spaces"
 
@@ -232,6 +234,27 @@ def test_parallel_jobs(tmp_path, monkeypatch):
     # two trials really ran at the same time
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
     assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_a_study_resumes_when_only_help_texts_or_the_hash_recipe_changed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quad = [str(SCRIPTS / "quad.py"), "--pruner", "none", "--progress", "none"]
+    assert _run(*quad, "--space", str(SPACES / "quad.yaml"), "--n-trials", "1") == 0
+    helped = tmp_path / "helped.yaml"
+    text = (SPACES / "quad.yaml").read_text()
+    helped.write_text(text.replace("high: 1.0}", "high: 1.0, help: the first axis}", 1))
+    assert _run(*quad, "--space", str(helped), "--n-trials", "2") == 0
+    # a study whose hash an older mttune recorded (it covered help texts)
+    study = optuna.load_study(study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db")
+    study.set_user_attr("mttune:space_hash", load_space(helped).legacy_hash)
+    assert _run(*quad, "--space", str(helped), "--n-trials", "3") == 0
+    assert len(_trials(tmp_path / "studies" / "quad.db", "quad")) == 3
+    assert (
+        optuna.load_study(
+            study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db"
+        ).user_attrs["mttune:space_hash"]
+        == load_space(helped).hash
+    )
 
 
 def test_space_and_direction_mismatch_are_refused(tmp_path, monkeypatch, capsys):

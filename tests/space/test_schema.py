@@ -53,6 +53,16 @@ def test_hash_is_stable_and_content_based():
     assert len(a.hash) == 16
 
 
+def test_help_texts_do_not_change_the_hash():
+    a = parse_space(GOOD)
+    int_param = "{type: int, low: 1, high: 4}"
+    helped = parse_space(GOOD.replace(int_param, int_param[:-1] + ", help: units}"))
+    assert helped.hash == a.hash and helped.diff(a) == []
+    # files of mttune 0.1 recorded a hash that covered the help texts; without any help
+    # text, the hash is what it was
+    assert helped.legacy_hash != a.legacy_hash and a.legacy_hash == a.hash
+
+
 def test_diff_names_the_differing_params():
     a = parse_space(GOOD)
     c = parse_space(GOOD.replace("high: 0.1,", "high: 0.2,"))

@@ -155,7 +155,7 @@ def _build(
         space = SearchSpace.from_dict(_req(meta, "space", dict, path), source=f"{path} (space)")
     except SpaceError as e:
         raise PriorFileError(f"{path}: the stored search space is invalid: {e}") from None
-    if _req(meta, "space_hash", str, path) != space.hash:
+    if _req(meta, "space_hash", str, path) not in (space.hash, space.legacy_hash):
         raise PriorFileError(
             f"{path}: the stored space hash does not match the stored space; the file was "
             "edited or corrupted."

@@ -158,9 +158,17 @@ def create_or_resume_study(
         diff = ""
         if isinstance(old, dict):
             try:
-                diff = "; ".join(SearchSpace.from_dict(old).diff(space)[:5])
+                before = SearchSpace.from_dict(old)
             except MttuneError:
-                diff = ""
+                before = None
+            if before is not None and before.hash == space.hash:
+                # the same space (its recorded hash was made by an older mttune, or only the
+                # help texts changed): record the current hash and go on
+                study.set_user_attr("mttune:space_hash", space.hash)
+                study.set_user_attr("mttune:space", space.to_dict())
+                return study
+            if before is not None:
+                diff = "; ".join(before.diff(space)[:5])
         raise MttuneError(
             f"study {study_name!r} was tuned with another search space (hash {recorded}, now "
             f"{space.hash}){': ' + diff if diff else ''}. Use a new --study name for the new "

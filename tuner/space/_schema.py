@@ -281,10 +281,28 @@ class SearchSpace:
 
     @property
     def hash(self) -> str:
-        """A stable content hash of the params, conditions and objective (not the name)."""
+        """A stable content hash of the params, conditions and objective.
+
+        Neither the name nor the parameters' ``help`` texts count: documenting a space does
+        not make it another space.
+        """
+        return self._content_hash(with_help=False)
+
+    @property
+    def legacy_hash(self) -> str:
+        """The hash that files of mttune 0.1 recorded: it also covered the ``help`` texts."""
+        return self._content_hash(with_help=True)
+
+    def _content_hash(self, *, with_help: bool) -> str:
+        params = []
+        for n, p in self.params.items():
+            d = p.to_dict()
+            if not with_help:
+                d.pop("help", None)
+            params.append([n, d])
         canonical = {
             "objective": {"name": self.objective.name, "direction": self.objective.direction},
-            "params": [[n, p.to_dict()] for n, p in self.params.items()],
+            "params": params,
         }
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
