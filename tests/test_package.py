@@ -69,3 +69,15 @@ def test_every_command_has_its_full_help(capsys):
         assert exit_.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith(f"usage: mttune {command}") and option in out
+
+
+@pytest.mark.parametrize("command", ["run", "meta-train", "review", "verify"])
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "abc"])
+def test_every_seed_flag_refuses_what_numpy_would_crash_on(capsys, command, seed):
+    from tuner.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--seed", seed])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: must be" in err and seed in err

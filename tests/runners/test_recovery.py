@@ -87,3 +87,25 @@ def test_storage_labels_never_show_a_password(tmp_path):
     assert public_url("mysql+pymysql://me@db/hpo") == "mysql+pymysql://me@db/hpo"
     study = _study(tmp_path)
     assert storage_label(study) == f"sqlite:///{tmp_path / 's.db'}"
+
+
+def test_seeds_of_resumed_runs_stay_in_range(tmp_path):
+    """The resume offset (1_000_003 per finished trial) wraps instead of overflowing."""
+    import argparse
+
+    from tuner.cli._run import _open_study
+    from tuner.runners import make_pruner
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_dict(
+        {
+            "objective": {"name": "loss", "direction": "minimize"},
+            "params": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    args = argparse.Namespace(heartbeat=10, seed=2**32 - 1, sampler="random", prior=None)
+    study = _open_study(args, url, "big", space, None, make_pruner("none"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    resumed = _open_study(args, url, "big", space, None, make_pruner("none"))
+    assert 0 <= resumed.ask().suggest_float("x", 0, 1) <= 1

@@ -67,6 +67,17 @@ _COMMANDS = {
 }
 
 
+def seed_arg(text: str) -> int:
+    """An argparse type for ``--seed``: an integer NumPy, torch and Optuna all accept."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in 0..4294967295, got {value}")
+    return value
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``mttune`` parser.
 

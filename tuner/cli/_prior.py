@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
+from tuner.cli._main import seed_arg
 from tuner.metadataset import build_metadataset
 from tuner.prior import (
     MAMLConfig,
@@ -56,7 +57,7 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         help="only these studies (default: all)",
     )
     p.add_argument("-o", "--output", required=True, help="prior file to write (.safetensors)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--min-trials",

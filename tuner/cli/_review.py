@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tuner.cli._console import make_console
+from tuner.cli._main import seed_arg
 from tuner.review import (
     Review,
     VerifyOptions,
@@ -79,7 +80,7 @@ def configure_review(p: argparse.ArgumentParser) -> None:
         default=0.05,
         help="robustness: move of each parameter, as a share of its range (default 0.05)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the estimates (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the estimates (default 0)")
     p.set_defaults(handler=handle_review)
 
 
@@ -101,7 +102,7 @@ def configure_verify(v: argparse.ArgumentParser) -> None:
         help="move of each numeric parameter for the neighbours, as a share of its range "
         "(default 0.05; 0: no neighbours)",
     )
-    v.add_argument("--seed", type=int, help="seed of the fresh seeds (default: random)")
+    v.add_argument("--seed", type=seed_arg, help="seed of the fresh seeds (default: random)")
     v.add_argument(
         "--trial-timeout", type=float, help="seconds after which a run is killed and FAILED"
     )

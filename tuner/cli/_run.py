@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
+from tuner.cli._main import seed_arg
 from tuner.prior import MetaPrior, load_prior
 from tuner.runners import (
     PRUNERS,
@@ -107,7 +108,9 @@ def configure_run(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Optuna backend: prune trials from their intermediate reports (default median)",
     )
-    p.add_argument("--seed", type=int, help="seed for the sampler and the scripts' MTTUNE_SEED")
+    p.add_argument(
+        "--seed", type=seed_arg, help="seed for the sampler and the scripts' MTTUNE_SEED"
+    )
     p.add_argument(
         "--n-jobs",
         type=int,
@@ -244,7 +247,9 @@ def _open_study(
     # runners that share the study with the same --seed must not draw the same configs.
     n_existing = len(study.get_trials(deepcopy=False))
     place = join_study(study)
-    seed = None if args.seed is None else args.seed + 1_000_003 * n_existing + 7_919 * place
+    seed = (
+        None if args.seed is None else (args.seed + 1_000_003 * n_existing + 7_919 * place) % 2**32
+    )
     study.sampler = make_sampler(args.sampler, seed)
     if prior is not None:
         study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)

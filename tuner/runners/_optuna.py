@@ -83,6 +83,11 @@ class RunOptions:
                 self.trial_timeout,
             ),
             (self.n_jobs >= 1, "--n-jobs must be >= 1", self.n_jobs),
+            (
+                self.seed is None or 0 <= self.seed < 2**32,
+                "--seed must be in 0..4294967295",
+                self.seed,
+            ),
             (self.heartbeat >= 1, "--heartbeat must be >= 1", self.heartbeat),
             (
                 self.max_output_bytes >= 1024,
