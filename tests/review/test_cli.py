@@ -91,6 +91,25 @@ def test_one_study_in_the_terminal(two_studies, capsys):
         assert section in out, section
 
 
+def test_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, capsys):
+    """A failure reason like ``[rank0]: ...`` or a study named ``f[/]x`` is text, not style."""
+    db = tmp_path / "m.db"
+    study = optuna.create_study(study_name="f[/]x", storage=f"sqlite:///{db}")
+    for i in range(6):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        if i < 2:
+            trial.set_user_attr("fail_reason", "[rank0]: torch.OutOfMemoryError [/3 vs 4]")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, x)
+    assert main(["review", str(db)]) == 0
+    assert "f[/]x" in capsys.readouterr().out
+    assert main(["review", str(db), "--study", "f[/]x"]) == 0
+    out = capsys.readouterr().out
+    assert "study f[/]x" in out and "[rank0]: torch.OutOfMemoryError [/3 vs 4]" in out
+
+
 def test_json_report_has_the_documented_structure(two_studies, capsys):
     report = _json_review(capsys, str(two_studies), "--study", "alpha")
     assert set(report) == TOP_KEYS

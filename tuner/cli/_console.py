@@ -1,4 +1,8 @@
-"""The CLI's rich consoles: no syntax highlighting, and long lines (paths) never re-wrapped."""
+"""The CLI's rich consoles: no highlighting, no re-wrapping of long lines, no markup.
+
+Study names, parameters and failure reasons are printed as they are (a reason like
+``[rank0]: out of memory`` is text, not a style tag); styles are given explicitly.
+"""
 
 from __future__ import annotations
 
@@ -9,4 +13,4 @@ __all__ = ["make_console"]
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console for messages on stdout (default) or stderr."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)

@@ -8,6 +8,7 @@ import json
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
@@ -190,9 +191,11 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     training = info.get("training", {})
     tasks = info.get("tasks", {})
     console.print(
-        f"prior for space [bold]{prior.space.name or '?'}[/] (hash {prior.space.hash}, "
-        f"{len(prior.space)} params, objective {prior.space.objective.name} "
-        f"{prior.space.objective.direction})"
+        "prior for space ",
+        Text(prior.space.name or "?", style="bold"),
+        f" (hash {prior.space.hash}, {len(prior.space)} params, objective "
+        f"{prior.space.objective.name} {prior.space.objective.direction})",
+        sep="",
     )
     console.print(
         f"learned from {len(used)} studies / {sum(u.get('trials', 0) for u in used)} trials "

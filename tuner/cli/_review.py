@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
@@ -205,7 +206,9 @@ def _print_verify(result: VerifyResult, console: Console) -> None:
     done = sum(r.state == "complete" for r in result.runs)
     console.print(
         f"verify: {len(result.runs)} runs ({done} complete, {len(result.runs) - done} failed) "
-        f"added to study [bold]{analysis.data.name}[/]"
+        "added to study ",
+        Text(analysis.data.name, style="bold"),
+        sep="",
     )
     table = Table(title="measured on fresh seeds")
     for col in ("trial", "repeats", "mean", "95% interval", "sd across seeds", "P(best)"):
@@ -239,7 +242,7 @@ def _print_verify(result: VerifyResult, console: Console) -> None:
                     else f"{fmt_value(sides[sg]['degradation'])} ± {fmt_value(sides[sg]['se'])}"
                     for sg in (-1, 1)
                 ],
-                "[bold red]FRAGILE[/]" if p.fragile else "ok",
+                Text("FRAGILE", style="bold red") if p.fragile else "ok",
             )
         console.print(t)
     rec = review.report["recommended"]

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
@@ -335,14 +336,16 @@ def _print_summary(summary: RunSummary, command: str, console: Console) -> None:
     c = summary.counts
     head = "interrupted" if summary.interrupted else "done"
     console.print(
-        f"[bold]{summary.study_name}[/]: {head} in {summary.elapsed:.1f}s, ran {summary.ran} "
+        Text(summary.study_name, style="bold"),
+        f": {head} in {summary.elapsed:.1f}s, ran {summary.ran} "
         f"trial(s); the study has {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
         + (f", {c.interrupted} interrupted" if c.interrupted else ""),
+        sep="",
     )
     if summary.recovered:
         console.print(f"re-ran interrupted trial(s): {summary.recovered}")
     if summary.best is None:
-        console.print("[red]no completed trial yet[/]")
+        console.print("no completed trial yet", style="red")
     else:
         best = summary.best
         table = Table(title=f"best trial #{best.number}: {best.value:.6g} ({summary.direction})")
@@ -351,6 +354,6 @@ def _print_summary(summary: RunSummary, command: str, console: Console) -> None:
         for k, v in best.params.items():
             table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
         console.print(table)
-    console.print(f"review it: [bold]{command}[/]")
+    console.print("review it: ", Text(command, style="bold"), sep="")
     if summary.interrupted:
         console.print("resume it: run the same command again")

@@ -117,13 +117,13 @@ def print_review(report: dict[str, Any], console: Console) -> None:
     _print_failures(report, console)
     _print_prior(report, console)
     for note in report["notes"]:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"note: {note}", style="dim")
 
 
 def _print_choice(report: dict[str, Any], console: Console) -> None:
     best, rec = report["best_observed"], report["recommended"]
     if rec is None or best is None:
-        console.print("[red]no completed trial: nothing to recommend yet[/]")
+        console.print("no completed trial: nothing to recommend yet", style="red")
         return
     est = best.get("estimate") or {}
     table = Table(title="best observed vs recommended config")
@@ -202,7 +202,7 @@ def _print_robustness(report: dict[str, Any], console: Console) -> None:
             worse,
             _short(p["se"]),
             p["method"],
-            "[bold red]FRAGILE[/]" if p["fragile"] else "ok",
+            Text("FRAGILE", style="bold red") if p["fragile"] else "ok",
         )
     if rob["params"]:
         console.print(table)
@@ -213,11 +213,17 @@ def _print_robustness(report: dict[str, Any], console: Console) -> None:
         )
     for b in rob["better"]:
         console.print(
-            f"[yellow]moving {b['param']} to {fmt_value(b['value'])} improves the objective by "
-            f"{fmt_value(b['gain'])}[/]: the config is not at an optimum along {b['param']}"
+            Text.assemble(
+                (
+                    f"moving {b['param']} to {fmt_value(b['value'])} improves the objective by "
+                    f"{fmt_value(b['gain'])}",
+                    "yellow",
+                ),
+                f": the config is not at an optimum along {b['param']}",
+            )
         )
     for name, reason in rob["skipped"].items():
-        console.print(f"[dim]  {name}: not perturbed ({reason})[/]")
+        console.print(f"  {name}: not perturbed ({reason})", style="dim")
     seeds = rob["seeds"]
     if seeds:
         console.print(
@@ -240,7 +246,7 @@ def _print_importance(report: dict[str, Any], console: Console) -> None:
         table.add_row(name, f"{v:.3f}", "█" * max(0, round(30 * v)))
     console.print(table)
     for name, reason in imp["not_rated"].items():
-        console.print(f"[dim]  {name}: not rated ({reason})[/]")
+        console.print(f"  {name}: not rated ({reason})", style="dim")
 
 
 def _print_convergence(report: dict[str, Any], console: Console) -> None:
@@ -294,7 +300,7 @@ def _print_prior(report: dict[str, Any], console: Console) -> None:
     if verdict is not None:
         fired, detail = verdict
         console.print(
-            f"[yellow]negative-transfer guard fired[/] {detail}"
+            Text.assemble(("negative-transfer guard fired", "yellow"), f" {detail}")
             if fired
             else f"negative-transfer guard never fired; {detail}"
         )
