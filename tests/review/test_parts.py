@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from tests.review.conftest import noisy_study
 from tuner.review import read_study
+from tuner.review._confidence import analyse, describe_method
 from tuner.review._configs import Codec, ConfigIndex
 from tuner.review._load import _json, _thin_guards
 from tuner.review._surrogate import fit_gaussian_process
@@ -71,6 +72,25 @@ def test_codec_moves_each_kind_of_parameter():
     enc = codec.encode([{"x": 0.0, "opt": "sgd"}, {"x": 1.0, "lr": 1.0, "layers": 1}])
     assert enc.tolist()[0] == [0.5, 0.5, 0.5, 0.5, 0.0, 1.0]  # missing: neutral values
     assert enc[1, :3].tolist() == pytest.approx([1.0, 1.0, 1 / 6])
+
+
+def test_a_config_whose_runs_tie_by_chance_gets_the_pooled_noise(tmp_path):
+    """Two runs at the same accuracy (steps of 1/50) are not a zero-width interval."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    db = tmp_path / "tie.db"
+    study = optuna.create_study(study_name="tie", storage=f"sqlite:///{db}", direction="maximize")
+    dist = {"depth": CategoricalDistribution([2, 4, 6])}
+    for depth, values in ((4, [0.90, 0.90]), (2, [0.80, 0.86, 0.84]), (6, [0.70, 0.76])):
+        for v in values:
+            study.add_trial(create_trial(params={"depth": depth}, distributions=dist, value=v))
+    analysis = analyse(read_study(str(db), "tie"))
+    tied = next(e for e in analysis.candidates if e.group.params == {"depth": 4})
+    assert tied.method == "repeats" and tied.sd == 0.0
+    assert tied.df == 4 and tied.pooled == 3 and tied.half_width > 0.02
+    assert "pooled over 3 repeated configs" in describe_method(tied, analysis)
 
 
 def test_configs_are_grouped_and_verification_repeats_kept_apart(tmp_path):

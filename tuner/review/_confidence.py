@@ -166,12 +166,19 @@ def _from_runs(
     )
 
 
-def _pooled_variance(groups: list[ConfigGroup], y: np.ndarray) -> tuple[float, int, int] | None:
-    """Pooled within-config variance of verification repeats: (variance, df, configs)."""
+def _pooled_variance(
+    groups: list[ConfigGroup], y: np.ndarray, *, verified_only: bool = True
+) -> tuple[float, int, int] | None:
+    """Pooled within-config variance: (variance, df, configs).
+
+    Over the verification repeats, or (``verified_only=False``) over every repeated config's
+    runs.
+    """
     ss, df, k = 0.0, 0, 0
     for g in groups:
-        if len(g.repeat_rows) >= 2:
-            vals = y[g.repeat_rows]
+        rows = g.repeat_rows if verified_only else g.rows
+        if len(rows) >= 2:
+            vals = y[rows]
             ss += float(((vals - vals.mean()) ** 2).sum())
             df += len(vals) - 1
             k += 1
@@ -197,13 +204,16 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
     # Repeated configs: their own runs.
     multi = index.repeated()
     verified_pool = _pooled_variance(multi, y)
+    # a config the search happened to repeat twice can tie by chance: its noise sd comes
+    # from every repeated config whenever that has more degrees of freedom
+    repeats_pool = _pooled_variance(multi, y, verified_only=False)
     repeated: list[Estimate] = []
     for g in multi:
         if len(g.repeat_rows) >= 2:
             est = _from_runs(g, g.repeat_rows, y, "verify-repeats", level, verified_pool)
             repeated.append(est)
         else:
-            repeated.append(_from_runs(g, g.rows, y, "repeats", level))
+            repeated.append(_from_runs(g, g.rows, y, "repeats", level, repeats_pool))
     repeated.sort(key=lambda e: e.bound)
     repeated = repeated[:_MAX_REPEATED]
 
@@ -318,9 +328,14 @@ def describe_method(e: Estimate, analysis: Analysis) -> str:
             f"({noise}; the search run that selected it is left out)"
         )
     if e.method == "repeats":
+        noise = (
+            f"noise sd pooled over {e.pooled} repeated configs, {e.df} degrees of freedom"
+            if e.pooled > 1
+            else f"{e.df} degrees of freedom"
+        )
         return (
             f"{pct} Student-t interval from the {e.n_used} runs of this config in the study "
-            f"({e.n_used - 1} degrees of freedom)"
+            f"({noise})"
         )
     if e.method == "surrogate":
         gp = analysis.gp
