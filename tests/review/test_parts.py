@@ -162,3 +162,24 @@ def test_only_the_guards_review_reports_are_kept():
         {},
         {"mttune.guard": {"trust": 0.9, "fired": False}},
     ]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_the_latest_distribution_is_the_last_trials_after_a_range_came_back(tmp_path, kind):
+    """x in [0, 1], then [0, 0.5], then [0, 1] again: the latest range is [0, 1]."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    path = tmp_path / ("s.db" if kind == "sqlite" else "s.log")
+    storage = f"sqlite:///{path}" if kind == "sqlite" else str(path)
+    if kind == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage)
+    for high in (1.0, 1.0, 0.5, 0.5, 1.0, 1.0):
+        dist = {"x": FloatDistribution(0.0, high)}
+        study.add_trial(create_trial(params={"x": 0.25}, distributions=dist, value=0.0))
+    assert read_study(str(path), "s").distributions["x"] == FloatDistribution(0.0, 1.0)

@@ -153,3 +153,39 @@ def test_verify_errors_state_the_rule(study_db, noisy_script, tmp_path, capsys):
     assert main(["verify", str(study_db), "--study", "s", str(tmp_path / "none.py")]) == 1
     assert "training script" in capsys.readouterr().err
     assert len(_trials(study_db)) == 20
+
+
+def _narrowed_study(db) -> None:
+    """The best config (x=0.3) was found before the user narrowed x to [-1, 0]."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(study_name="n", storage=f"sqlite:///{db}")
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        high = 1.0 if i < 12 else 0.0
+        params = {"x": 0.3 if i == 5 else float(rng.uniform(-1, high)), "y": -0.1}
+        dists = {"x": FloatDistribution(-1.0, high), "y": FloatDistribution(-1.0, 1.0)}
+        value = quad(params) + float(rng.normal(0, 0.01))
+        study.add_trial(create_trial(params=params, distributions=dists, value=value))
+
+
+def test_review_and_verify_a_config_from_an_earlier_range(tmp_path, noisy_script, capsys):
+    """Optuna lets a range change mid-study: the best config from the old range is reviewed
+    where it is (no crash, no clipping) and its perturbed runs record a range that holds
+    them."""
+    db = tmp_path / "n.db"
+    _narrowed_study(db)
+    assert main(["review", str(db), "--study", "n", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    best_x = report["recommended"]["params"]["x"]
+    assert best_x > 0.0  # outside the latest range, [-1, 0]
+    (x,) = [p for p in report["robustness"]["params"] if p["name"] == "x"]
+    # moved by 0.05 of the range the study used, [-1, 1]
+    assert sorted(s["value"] for s in x["sides"]) == pytest.approx([best_x - 0.1, best_x + 0.1])
+    argv = ["verify", str(db), "--study", "n", str(noisy_script), "--top-k", "1"]
+    assert main([*argv, "--repeats", "2", "--perturb", "0.05", "--json"]) == 0
+    moved = [t for t in _trials(db, "n") if t.user_attrs.get("verify", {}).get("param") == "x"]
+    assert len(moved) == 2
+    for t in moved:
+        assert t.distributions["x"]._contains(t.params["x"])

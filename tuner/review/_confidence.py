@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from tuner.review._configs import Codec, ConfigGroup, ConfigIndex, ConfigKey
+from tuner.review._configs import (
+    Codec,
+    ConfigGroup,
+    ConfigIndex,
+    ConfigKey,
+    covering_distributions,
+)
 from tuner.review._load import StudyData
 from tuner.review._surrogate import GaussianProcess, fit_gaussian_process, spread_subset
 
@@ -190,7 +196,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
     rng = np.random.default_rng(seed)
     index = ConfigIndex(data)
     complete = index.complete
-    codec = Codec(data.distributions)
+    codec = Codec(covering_distributions(data))
     y = index.y
     search = complete[~data.verification[complete]]
     eligible = search if len(search) else complete

@@ -8,13 +8,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from tuner._errors import MttuneError
 from tuner.review._load import StudyData
 from tuner.space import Encoder, SearchSpace
 
-__all__ = ["Codec", "ConfigGroup", "ConfigIndex", "config_key"]
+__all__ = ["Codec", "ConfigGroup", "ConfigIndex", "config_key", "covering_distributions"]
 
 ConfigKey = frozenset[tuple[str, Any]]
 
@@ -125,10 +130,40 @@ class ConfigIndex:
 @dataclasses.dataclass(frozen=True)
 class _Block:
     name: str
+    distribution: BaseDistribution
     encoder: Encoder
     start: int
     width: int
     categorical: bool
+
+
+def covering_distributions(data: StudyData) -> dict[str, BaseDistribution]:
+    """The latest distributions, numeric ranges widened to every range the study used.
+
+    Optuna lets a define-by-run study change a parameter's range; a config from an earlier
+    range (often the best one) must still be encoded where it is, not clipped or dropped.
+    A widened range loses its step (the old values need not lie on its grid).
+    """
+    numeric = FloatDistribution | IntDistribution
+    ranges: dict[int, list[tuple[float, float, bool]]] = {}
+    for (_, j), d in data.cell_distributions.items():
+        if isinstance(d, numeric):
+            ranges.setdefault(j, []).append((d.low, d.high, d.log))
+    out: dict[str, BaseDistribution] = {}
+    for j, (name, dist) in enumerate(data.distributions.items()):
+        out[name] = dist
+        if not isinstance(dist, numeric) or j not in ranges:
+            continue
+        low = min([dist.low] + [r[0] for r in ranges[j]])
+        high = max([dist.high] + [r[1] for r in ranges[j]])
+        if low == dist.low and high == dist.high:
+            continue
+        log = dist.log and low > 0
+        if isinstance(dist, FloatDistribution):
+            out[name] = FloatDistribution(low, high, log=log)
+        else:
+            out[name] = IntDistribution(int(low), int(high), log=log)
+    return out
 
 
 class Codec:
@@ -156,6 +191,7 @@ class Codec:
             blocks.append(
                 _Block(
                     name,
+                    dist,
                     encoder,
                     start,
                     encoder.dim,
@@ -170,6 +206,10 @@ class Codec:
     def names(self) -> list[str]:
         """Encoded parameters, in order."""
         return list(self._blocks)
+
+    def distribution(self, name: str) -> BaseDistribution:
+        """The distribution the parameter is encoded on."""
+        return self._blocks[name].distribution
 
     def is_categorical(self, name: str) -> bool:
         """Whether the parameter is categorical (one-hot)."""

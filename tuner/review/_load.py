@@ -455,6 +455,7 @@ def _sql_study(
     vals_i: list[float] = []
     cell_json: list[tuple[int, str, str]] = []
     first_json: dict[str, str] = {}
+    last_json: dict[str, tuple[int, str]] = {}  # the distribution of each name's last trial
     for tid, name, internal, dist_json in con.execute(
         "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
         "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = ?",
@@ -469,6 +470,8 @@ def _sql_study(
             first_json[name] = dist_json
         elif known != dist_json:
             cell_json.append((i, name, dist_json))
+        if i >= last_json.get(name, (-1, ""))[0]:
+            last_json[name] = (i, dist_json)
     attrs: list[dict[str, Any]] = [{} for _ in range(n)]
     keys = (*ATTR_KEYS, *extra_attrs)
     marks = ",".join("?" * len(keys))
@@ -486,13 +489,9 @@ def _sql_study(
             cache[text] = json_to_distribution(text)
         return cache[text]
 
-    # A parameter whose distribution changed during the study: the latest one is its column's.
-    latest = {name: dist_of(text) for name, text in first_json.items()}
-    last_row: dict[str, int] = {}
-    for i, name, text in cell_json:
-        if i >= last_row.get(name, -1):
-            last_row[name] = i
-            latest[name] = dist_of(text)
+    # A parameter whose distribution changed during the study: the latest one is its column's
+    # (that of the last trial that has it, also when a range went back to an earlier one).
+    latest = {name: dist_of(text) for name, (_, text) in last_json.items()}
     order = {name: k for k, name in enumerate(_param_order(user_attrs, latest))}
     names = sorted(latest, key=lambda k: order.get(k, len(order)))
     column = {name: j for j, name in enumerate(names)}

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner._errors import MttuneError
 from tuner.review._confidence import Estimate, analyse
 from tuner.review._configs import Codec
-from tuner.review._load import ReviewError, list_studies, read_study
+from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
 from tuner.runners import ScriptSpec, outcome_attrs, run_script
@@ -200,7 +201,7 @@ def verify_study(
             if kind == "perturb":
                 assert name is not None
                 tag.update(param=name, delta=round(float(delta or 0.0), 6), value=params[name])
-                dists = {**base_dists, name: data.distributions[name]}
+                dists = {**base_dists, name: _holding(params[name], name, data, before.codec)}
             started = datetime.datetime.now()
             outcome = run_script(
                 script,
@@ -274,3 +275,15 @@ def _fresh_seed(rng: np.random.Generator, used: set[int]) -> int:
         if seed not in used:
             used.add(seed)
             return seed
+
+
+def _holding(value: Any, name: str, data: StudyData, codec: Codec) -> BaseDistribution:
+    """The distribution a perturbed run records for the moved parameter.
+
+    The study's latest when it holds the value, else the one review encoded it on (the
+    parameter's range changed during the study).
+    """
+    latest = data.distributions[name]
+    if latest._contains(latest.to_internal_repr(value)):
+        return latest
+    return codec.distribution(name)
