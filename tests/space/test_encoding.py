@@ -27,9 +27,11 @@ def spaces(draw) -> SearchSpace:
             lo = draw(st.floats(1e-8, 1e3))
             spec = {"type": "float", "low": lo, "high": lo * draw(st.floats(1, 1e6)), "log": True}
         elif kind == "fstep":
-            step = draw(st.sampled_from([0.1, 0.25, 0.5, 2.0]))
-            lo = round(draw(st.integers(-20, 20)) * step, 10)
-            hi = round(lo + draw(st.integers(0, 40)) * step, 10)
+            step = draw(st.sampled_from([0.1, 0.25, 0.5, 2.0, 1000.0]))
+            # a low off the step's grid: its decimals must survive decoding
+            offset = draw(st.sampled_from([0.0, 1e-4, 1.2345678e-4, 0.3]))
+            lo = round(draw(st.integers(-20, 20)) * step + offset, 12)
+            hi = round(lo + draw(st.integers(0, 40)) * step, 12)
             spec = {"type": "float", "low": lo, "high": hi, "step": step}
         elif kind == "int":
             lo = draw(st.integers(-100, 100))

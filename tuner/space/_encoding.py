@@ -16,6 +16,7 @@ block, so *any* point of the cube decodes to a valid config, and ``decode(encode
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -237,12 +238,19 @@ def _from_unit(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.n
     if dist.step is not None:
         n = round((high - low) / dist.step) + 1
         v = np.clip(low + np.clip(np.floor(u * n), 0, n - 1) * dist.step, low, high)
-        return np.round(v, max(0, -math.floor(math.log10(dist.step)) + 6))
+        # low + k * step has float error; round to the decimals that low and step have
+        return np.round(v, min(15, max(_decimals(low), _decimals(dist.step))))
     if dist.log:
         v = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
     else:
         v = low + u * (high - low)
     return np.clip(v, low, high)
+
+
+def _decimals(x: float) -> int:
+    """Decimal places of ``x`` as written (``0.0001`` -> 4, ``1000.0`` -> 0, ``1e-05`` -> 5)."""
+    exponent = decimal.Decimal(repr(float(x))).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray | float:
