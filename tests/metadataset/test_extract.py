@@ -135,6 +135,25 @@ def test_globs_and_errors(tmp_path, storage):
         build_metadataset([str(tmp_path / "junk.db")], SPACE)
 
 
+def test_one_study_named_three_ways_is_one_task(tmp_path, storage, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    same = ["past.db", "./past.db", f"sqlite:///{tmp_path / 'past.db'}"]
+    assert len(expand_sources(same)) == 1
+    ds = build_metadataset(same, SPACE)
+    names = [t.name for t in ds.tasks]
+    assert len(names) == len(set(names)) == 3
+
+
+def test_files_that_share_a_name_keep_their_tasks_apart(tmp_path):
+    for folder, seed in (("a", 1), ("b", 2), ("c", 3)):
+        (tmp_path / folder).mkdir()
+        _study(f"sqlite:///{tmp_path / folder / 'study.db'}", "s", seed=seed)
+    ds = build_metadataset([str(tmp_path / "*" / "study.db")], SPACE)
+    names = [t.name for t in ds.tasks]
+    assert len(names) == len(set(names)) == 3
+    assert all(n.endswith("/study.db:s") for n in names)
+
+
 def test_read_is_read_only(tmp_path, storage):
     import os
 

@@ -8,6 +8,7 @@ import glob
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 from tuner._errors import MttuneError
 from tuner.metadataset._normalize import orient, rank_normalize
 from tuner.space import Encoder, SearchSpace
-from tuner.studies import StorageError, normalize_url, open_storage
+from tuner.studies import StorageError, normalize_url, open_storage, sqlite_path
 
 __all__ = [
     "ExtractionReport",
@@ -201,7 +202,32 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
                 "files (*.log) or storage URLs (sqlite:///..., postgresql://...)."
             )
         out.extend(m for m in matches if os.path.isfile(m))
-    return list(dict.fromkeys(out))
+    # one storage once, however it was named (a.db, ./a.db, sqlite:///a.db, a symlink)
+    unique: dict[str, str] = {}
+    for src in out:
+        unique.setdefault(_identity(src), src)
+    return list(unique.values())
+
+
+def _identity(src: str) -> str:
+    """What a source is: the real path of a local file, else the URL."""
+    url = normalize_url(src)
+    path = sqlite_path(url) if "://" in url else Path(url)
+    return os.path.realpath(path) if path is not None else url
+
+
+def _labels(sources: Sequence[str]) -> dict[str, str]:
+    """Short names of the sources, for task names.
+
+    The file name, or the path where two sources share a file name (``a/study.db``,
+    ``b/study.db``).
+    """
+
+    def base(src: str) -> str:
+        return os.path.basename(src) if "://" not in src else src
+
+    counts = collections.Counter(base(s) for s in sources)
+    return {s: base(s) if counts[base(s)] == 1 else os.path.normpath(s) for s in sources}
 
 
 def build_metadataset(
@@ -233,13 +259,15 @@ def build_metadataset(
     wanted = set(studies) if studies else None
     found: set[str] = set()
     tasks: list[Task] = []
-    for src in expand_sources(sources):
+    expanded = expand_sources(sources)
+    labels = _labels(expanded)
+    for src in expanded:
         report.sources.append(src)
         try:
             storage = open_storage(normalize_url(src), read_only=True)
         except StorageError as e:
             raise MetaDatasetError(f"cannot read past studies from {src!r}: {e}") from None
-        label = os.path.basename(src) if "://" not in src else src
+        label = labels[src]
         for summary in storage.get_all_studies():
             name = summary.study_name
             if wanted is not None and name not in wanted:
