@@ -155,6 +155,41 @@ def test_review_reads_a_journal_file_without_changing_it(tmp_path):
     assert fingerprint(folder) == before
 
 
+def test_the_private_copy_of_a_journal_goes_when_the_process_ends(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    log = tmp_path / "study.log"
+    mixed_study(JournalStorage(JournalFileBackend(str(log))), "journal")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = (
+        "from tuner.review import build_review; import sys; "
+        "print(build_review(sys.argv[1], 'journal').report['trials']['total'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(log)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "31"
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_journal_is_named_in_the_error(tmp_path):
+    from tuner.studies import StorageError
+
+    junk = tmp_path / "train.log"
+    junk.write_text("epoch 1: loss 0.52\n")
+    with pytest.raises(StorageError) as e:
+        open_storage(str(junk), read_only=True)
+    assert str(junk) in str(e.value) and "not an Optuna journal" in str(e.value)
+
+
 def test_review_matches_optuna_on_every_trial(tmp_path):
     """The fast sqlite3 reader and Optuna's API read the same study identically."""
     from tuner.review._load import _api_study, _reading, _sql_study

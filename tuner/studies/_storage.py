@@ -9,8 +9,10 @@ Accepted locations:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import sqlite3
@@ -281,10 +283,19 @@ def _open_sqlite(
 _CREATION_RACE = ("already exists", "UNIQUE constraint failed", "database is locked")
 
 
+def _private_copy_dir() -> Path:
+    """A private temporary folder, removed when the process exits.
+
+    The storage read through it stays usable until then.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="mttune-review-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return tmp
+
+
 def _open_upgraded_copy(db: Path) -> BaseStorage:
     """Read a database of an older Optuna schema through an upgraded temporary copy."""
-    tmp = Path(tempfile.mkdtemp(prefix="mttune-review-"))
-    copy = tmp / db.name
+    copy = _private_copy_dir() / db.name
     shutil.copy2(db, copy)
     os.chmod(copy, 0o600)
     try:
@@ -299,17 +310,40 @@ def _open_upgraded_copy(db: Path) -> BaseStorage:
 
 
 def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
+    given = path
     if read_only:
         if not path.is_file():
             raise StorageError(f"{path}: no such journal file.")
+        _sniff_journal(path)
         # The journal backend takes a lock file beside the log; read through a private copy.
-        tmp = Path(tempfile.mkdtemp(prefix="mttune-review-")) / path.name
-        shutil.copy2(path, tmp)
-        path = tmp
+        copy = _private_copy_dir() / path.name
+        shutil.copy2(path, copy)
+        path = copy
     try:
         return JournalStorage(JournalFileBackend(str(path)))
     except Exception as e:
-        raise StorageError(f"{path}: not a readable Optuna journal: {_first_line(e)}") from None
+        raise StorageError(f"{given}: not a readable Optuna journal: {_first_line(e)}") from None
+
+
+def _sniff_journal(path: Path) -> None:
+    """Refuse a non-empty file whose first line is not a journal operation.
+
+    Optuna skips a bad *last* line as one being written, so a file of one garbage line
+    would read as a journal without studies.
+    """
+    with open(path, "rb") as f:
+        first = f.readline(1 << 16).strip()
+    if not first:
+        return
+    try:
+        op = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        op = None
+    if not isinstance(op, dict) or "op_code" not in op:
+        raise StorageError(
+            f"{path}: not an Optuna journal (its first line is not a journal operation). "
+            "Journal storages are the *.log files that optuna.storages.JournalStorage writes."
+        )
 
 
 def load_study(storage: BaseStorage, study_name: str | None) -> optuna.Study:
