@@ -174,3 +174,11 @@ def test_suggest_follows_conditions():
         seen_momentum[cfg["opt"] == "sgd"] += "momentum" in cfg
         study.tell(trial, 0.0)
     assert seen_momentum[False] == 0 and seen_momentum[True] > 0
+
+
+def test_exponent_notation_that_yaml_reads_as_text_is_a_number():
+    """PyYAML (YAML 1.1) reads 1e-5 as a string; everyone writing a space means 0.00001."""
+    text = "objective: {{name: y}}\nparams:\n  lr: {{type: float, low: {}, high: 0.1}}\n"
+    assert parse_space(text.format("1e-5")).hash == parse_space(text.format("0.00001")).hash
+    with pytest.raises(SpaceError, match=r"'low' must be a number, got 'abc'\. Write it unquoted"):
+        parse_space(text.format("abc"))

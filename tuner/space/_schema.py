@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -406,9 +407,19 @@ def _parse_objective(raw: Any, source: str) -> Objective:
     return Objective(name=name, direction=direction)
 
 
+_NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(value: Any, what: str, where: str) -> float:
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string: it is a number to anyone writing a space
+    if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+        text = value.strip()
+        value = int(text) if text.lstrip("+-").isdigit() else float(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpaceError(f"{where}: '{what}' must be a number, got {value!r}.")
+        raise SpaceError(
+            f"{where}: '{what}' must be a number, got {value!r}. Write it unquoted, e.g. "
+            "0.001 or 1.0e-3."
+        )
     if not math.isfinite(value):
         raise SpaceError(f"{where}: '{what}' must be finite, got {value!r}.")
     return value
