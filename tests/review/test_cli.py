@@ -247,6 +247,17 @@ def test_empty_study_and_too_few_trials(tmp_path, capsys):
     assert report["recommended"]["method"] == "single"
     assert report["recommended"]["interval"] is None
     assert "too few" in report["confidence"]["method"]
+    assert not any("come from a model" in n for n in report["notes"])
+
+
+def test_a_constant_objective_says_why_there_is_no_interval(tmp_path, capsys):
+    db = tmp_path / "c.db"
+    study = optuna.create_study(study_name="flat", storage=f"sqlite:///{db}")
+    study.optimize(lambda t: 0.0 * t.suggest_float("x", 0, 1), n_trials=20)
+    report = _json_review(capsys, str(db), "--study", "flat")
+    assert report["recommended"]["method"] == "single"
+    assert "all 20 completed trials have the same value" in report["confidence"]["method"]
+    assert not any("come from a model" in n for n in report["notes"])
 
 
 def _error(capsys, *argv: str) -> str:

@@ -350,9 +350,17 @@ def describe_method(e: Estimate, analysis: Analysis) -> str:
             f"{pct} posterior interval of the noise-free objective under a {gp.describe()} "
             f"(noise sd {gp.noise_sd:.4g}); run mttune verify for intervals from real repeats"
         )
+    n = len(analysis.complete)
+    if n < MIN_TRIALS_FOR_SURROGATE:
+        return (
+            f"no interval: {n} completed trial(s) are too few for a noise estimate (need "
+            f"{MIN_TRIALS_FOR_SURROGATE}); run mttune verify to measure it"
+        )
+    if analysis.codec.dim == 0:
+        return "no interval: the study has no parameter a model can use; run mttune verify"
     return (
-        f"no interval: {len(analysis.complete)} completed trial(s) are too few for a noise "
-        f"estimate (need {MIN_TRIALS_FOR_SURROGATE}); run mttune verify to measure it"
+        f"no interval: all {n} completed trials have the same value, so there is no "
+        "variation to model; run mttune verify to measure the noise"
     )
 
 

@@ -163,7 +163,7 @@ def review_data(
         notes.append("fewer than 5 completed trials: no noise estimate; run more trials.")
     for name, reason in analysis.codec.skipped.items():
         notes.append(f"parameter {name!r} is not modelled: {reason}")
-    if rec is not None and rec.method in ("surrogate", "single"):
+    if rec is not None and rec.method == "surrogate":
         notes.append(
             "the intervals come from a model of the study, not from repeated runs; "
             "'mttune verify' measures them."
