@@ -300,3 +300,7 @@ def test_bad_options_state_the_rule(two_studies, capsys):
     assert "--perturb must be between 0 and 0.5" in err
     err = _error(capsys, "review", str(two_studies), "--study", "alpha", "--html", "/no/dir/x")
     assert "cannot write the HTML report" in err
+    # with --json too: nothing on stdout for a command that fails
+    argv = ["review", str(two_studies), "--study", "alpha", "--json", "--html", "/no/dir/x"]
+    assert main(argv) == 1
+    assert capsys.readouterr().out == ""

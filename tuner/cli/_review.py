@@ -146,12 +146,13 @@ def handle_review(args: argparse.Namespace) -> int:
     review = build_review(
         args.storage, args.study, top_k=args.top_k, perturb=args.perturb, seed=args.seed
     )
+    # the page first: a path that cannot be written fails the command before it prints
+    path = write_html(review, args.html) if args.html else None
     if args.json:
         print(review.to_json())
     else:
         print_review(review.to_dict(), out)
-    if args.html:
-        path = write_html(review, args.html)
+    if path is not None:
         make_console(stderr=True).print(f"wrote {path}")
     return 0
 
