@@ -189,3 +189,31 @@ def test_review_and_verify_a_config_from_an_earlier_range(tmp_path, noisy_script
     assert len(moved) == 2
     for t in moved:
         assert t.distributions["x"]._contains(t.params["x"])
+
+
+def test_a_neighbour_whose_run_failed_makes_the_parameter_fragile(study_db, capsys):
+    from optuna.trial import create_trial
+
+    rec = json.loads(_review_json(study_db, capsys))["recommended"]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{study_db}")
+    base = study.trials[rec["number"]]
+    params = {**base.params, "x": min(base.params["x"] + 0.1, 1.0)}
+    tag = {"of": rec["number"], "kind": "perturb", "param": "x", "delta": 0.05}
+    study.add_trial(
+        create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params=params,
+            distributions=base.distributions,
+            user_attrs={"verify": tag, "fail_reason": "diverged: loss is nan"},
+        )
+    )
+    report = json.loads(_review_json(study_db, capsys))
+    (x,) = [p for p in report["robustness"]["params"] if p["name"] == "x"]
+    up = next(s for s in x["sides"] if s["sign"] == 1)
+    assert x["fragile"] and up["failed_runs"] == 1 and "x" in report["robustness"]["fragile"]
+    assert main(["review", str(study_db), "--study", "s"]) == 0
+    assert not any(
+        b["param"] == "x" and b["value"] > base.params["x"] for b in report["robustness"]["better"]
+    )
+    assert main(["review", str(study_db), "--study", "s"]) == 0
+    assert "failed (1" in capsys.readouterr().out

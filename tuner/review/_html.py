@@ -16,7 +16,7 @@ import numpy as np
 from tuner._errors import MttuneError
 from tuner.review._diagnostics import search_rows
 from tuner.review._report import Review
-from tuner.review._terminal import fmt_value, guard_verdict, poor_proposals_sentence
+from tuner.review._terminal import fmt_value, guard_verdict, poor_proposals_sentence, worse_by
 
 __all__ = ["render_html", "write_html"]
 
@@ -241,7 +241,7 @@ def _robustness(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
         cells = [
             "-"
             if sides.get(sg) is None
-            else f"{_e(sides[sg]['degradation'])} "
+            else f"{html.escape(worse_by(sides[sg], fmt_value))} "
             f"<span class='muted'>({_e(sides[sg]['value'])})</span>"
             for sg in (-1, 1)
         ]

@@ -96,6 +96,8 @@ class Robustness:
         out = []
         for p in self.params:
             for side in p.sides:
+                if side.get("failed_runs"):
+                    continue  # a move whose run failed improves nothing
                 d, se = side["degradation"], side["se"]
                 if self.threshold is not None and -d > self.threshold and d + _Z * se < 0:
                     out.append(
@@ -146,6 +148,7 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
     numbers = set(group.numbers(data))
     threshold, rule = _threshold(analysis)
     perturbed = _perturbed_runs(analysis, numbers, perturb)
+    failed = _failed_moves(analysis, numbers)
 
     skipped: dict[str, str] = {}
     plans: list[tuple[str, list[tuple[int, Any, float]], list[tuple[Any, float]]]] = []
@@ -169,7 +172,7 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
             for v in {*values, *(v for _, v, _ in sides)}:
                 curve.append((v, codec.coordinate(name, v) - u0))
             curve.sort(key=lambda c: c[1])
-        if not sides and not any((name, s) in perturbed for s in (-1, 1)):
+        if not sides and not any((name, s) in perturbed or (name, s) in failed for s in (-1, 1)):
             skipped[name] = (
                 "--perturb is 0" if perturb <= 0 else "a single value: nothing to perturb"
             )
@@ -209,6 +212,14 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
             d = float(ys.mean()) - estimate.mean
             value = data.params[rows[0]].get(name)
             side_out[sign] = _side(sign, value, float(tag["delta"]), d, se, len(rows), "verify")
+        for sign in (-1, 1):  # a neighbour whose run crashed is no evidence of robustness
+            bad = failed.get((name, sign), [])
+            if not bad:
+                continue
+            if sign not in side_out:
+                moved, delta = data.params[bad[0]].get(name), float(data.tags[bad[0]]["delta"])
+                side_out[sign] = _side(sign, moved, delta, 0.0, 0.0, 0, "verify")
+            side_out[sign]["failed_runs"] = len(bad)
         curve_out = []
         for v, delta in curve:
             j = at
@@ -226,7 +237,7 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
             skipped[name] = "no surrogate and no perturbed runs"
             continue
         worst = max(side_out.values(), key=lambda o: o["degradation"])
-        fragile = (
+        fragile = any(o.get("failed_runs") for o in side_out.values()) or (
             threshold is not None
             and worst["degradation"] > threshold
             and worst["degradation"] - _Z * worst["se"] > 0
@@ -278,6 +289,27 @@ def _perturbed_runs(
         key: moves[min(moves, key=lambda d: abs(abs(d) - perturb))]
         for key, moves in by_move.items()
     }
+
+
+def _failed_moves(analysis: Analysis, numbers: set[int]) -> dict[tuple[str, int], list[int]]:
+    """Rows of failed ``mttune verify`` neighbour runs of a config, by (parameter, direction).
+
+    A neighbour that crashes or diverges is the opposite of robust: it makes the parameter
+    fragile whatever the surrogate predicts there.
+    """
+    data = analysis.data
+    out: dict[tuple[str, int], list[int]] = {}
+    for i in np.flatnonzero(data.states == "FAIL").tolist():
+        tag = data.tags.get(i)
+        if tag is None or tag["kind"] != "perturb" or tag.get("of") not in numbers:
+            continue
+        if data.attrs[i].get("interrupted"):
+            continue
+        delta = tag.get("delta")
+        if isinstance(delta, int | float) and not isinstance(delta, bool) and delta != 0:
+            key = (str(tag.get("param")), 1 if delta > 0 else -1)
+            out.setdefault(key, []).append(i)
+    return out
 
 
 def _curve_steps(perturb: float) -> np.ndarray:

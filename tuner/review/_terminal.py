@@ -48,6 +48,15 @@ def guard_verdict(prior: dict[str, Any]) -> tuple[bool, str] | None:
     return (False, trust) if final else None
 
 
+def worse_by(side: dict[str, Any], fmt: Any) -> str:
+    """A robustness side's degradation, or that its neighbour runs failed."""
+    failed = side.get("failed_runs", 0)
+    if failed and not side["runs"]:
+        return f"failed ({failed} run{'s' if failed > 1 else ''})"
+    text = fmt(side["degradation"])
+    return f"{text} ({failed} failed)" if failed else text
+
+
 def _short(value: Any) -> str:
     """A number with 3 significant digits (for narrow table cells)."""
     if isinstance(value, float):
@@ -193,7 +202,7 @@ def _print_robustness(report: dict[str, Any], console: Console) -> None:
             "-" if sides.get(sg) is None else _short(sides[sg]["value"]) for sg in (-1, 1)
         )
         worse = " / ".join(
-            "-" if sides.get(sg) is None else _short(sides[sg]["degradation"]) for sg in (-1, 1)
+            "-" if sides.get(sg) is None else worse_by(sides[sg], _short) for sg in (-1, 1)
         )
         table.add_row(
             p["name"],
