@@ -109,3 +109,43 @@ def test_seeds_of_resumed_runs_stay_in_range(tmp_path):
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     resumed = _open_study(args, url, "big", space, None, make_pruner("none"))
     assert 0 <= resumed.ask().suggest_float("x", 0, 1) <= 1
+
+
+def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, monkeypatch):
+    """A runner paused past its heartbeat's grace period (Ctrl-Z, a sleeping laptop) finds
+    its trial failed by another runner: the run goes on and the result is kept as a retry."""
+    import threading
+    import time
+
+    from tests.conftest import REPO, SCRIPTS
+    from tuner.runners import RunOptions, ScriptSpec, create_or_resume_study, run_study
+    from tuner.runners._study import _fail_interrupted
+    from tuner.space import load_space
+
+    monkeypatch.setenv("QUAD_SLEEP", "0.4")
+    space = load_space(REPO / "tests" / "spaces" / "quad.yaml")
+    study = create_or_resume_study(
+        f"sqlite:///{tmp_path / 'p.db'}", "quad", space, optuna.samplers.RandomSampler(0), None
+    )
+
+    def other_runner() -> None:  # takes the first running trial for dead
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if running and "runner" in running[0].user_attrs:
+                _fail_interrupted(study, running[0])
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=other_runner)
+    thread.start()
+    script = ScriptSpec.detect(SCRIPTS / "quad.py")
+    summary = run_study(study, script, space, RunOptions(n_trials=2))
+    thread.join()
+    trials = study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["interrupted"] is True
+    kept = [t for t in trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(kept) == 1 and kept[0].state == TrialState.COMPLETE
+    assert kept[0].params == failed[0].params and kept[0].value is not None
+    assert summary.counts.complete == 2 and summary.counts.running == 0

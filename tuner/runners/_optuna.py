@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import MttuneError
 from tuner.runners._progress import NullProgress, Progress
@@ -43,6 +43,10 @@ __all__ = [
 
 class TrialFailed(Exception):
     """Raised inside the objective so that Optuna records the trial as FAILED."""
+
+
+class _Superseded(Exception):
+    """Another runner finished this trial while it ran (it took it for dead)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +207,16 @@ def run_study(
     stop_event = threading.Event()
     lock = threading.Lock()
 
+    superseded = threading.Event()
+
     def objective(trial: optuna.Trial) -> float:
+        try:
+            return run_one(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            superseded.set()
+            raise _Superseded() from None
+
+    def run_one(trial: optuna.Trial) -> float:
         if stop_event.is_set():
             trial.set_user_attr("interrupted", True)
             raise TrialFailed("the run is stopping")
@@ -235,9 +248,17 @@ def run_study(
         except BaseException:
             trial.set_user_attr("interrupted", True)
             raise
-        if stop_event.is_set():
+        if outcome.state == "failed" and stop_event.is_set():
+            # killed by the stop (a script that finished just before it keeps its result)
             trial.set_user_attr("interrupted", True)
             raise TrialFailed("the run was stopped")
+        attrs = {**outcome_attrs(outcome), "runner": runner_attr(), "seed": seed}
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            # Another runner failed this trial as dead (this one was paused past its
+            # heartbeat's grace period): keep the result as a retry of it.
+            keep_superseded(trial, outcome, attrs)
+            superseded.set()
+            raise _Superseded()
         for key, value in outcome_attrs(outcome).items():
             trial.set_user_attr(key, value)
         if outcome.state == "complete":
@@ -246,6 +267,29 @@ def run_study(
         if outcome.state == "pruned":
             raise optuna.TrialPruned(outcome.reason)
         raise TrialFailed(outcome.reason)
+
+    def keep_superseded(trial: optuna.Trial, outcome: Any, attrs: dict[str, Any]) -> None:
+        state = {
+            "complete": TrialState.COMPLETE,
+            "pruned": TrialState.PRUNED,
+            "failed": TrialState.FAIL,
+        }[outcome.state]
+        if state == TrialState.FAIL:
+            attrs.setdefault("fail_reason", outcome.reason or "failed")
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=outcome.value if state == TrialState.COMPLETE else None,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={**attrs, "retry_of": trial.number},
+                intermediate_values={int(k): float(v) for k, v in outcome.intermediate},
+            )
+        )
+        progress.message(
+            f"trial {trial.number} was failed by another runner while it ran; its result is "
+            "kept as a new trial"
+        )
 
     def after_trial(study_: optuna.Study, frozen: FrozenTrial) -> None:
         with lock:
@@ -263,18 +307,29 @@ def run_study(
     interrupted = False
     restore = _install_stop_handlers(stop_event)
     try:
-        if remaining != 0:
-            study.optimize(
-                objective,
-                # Retries of interrupted trials do not count towards the target: allow them.
-                n_trials=None if remaining is None else remaining + len(recovered),
-                timeout=options.timeout,
-                n_jobs=options.n_jobs,
-                catch=(TrialFailed,),
-                callbacks=[after_trial],
-                gc_after_trial=False,
-                show_progress_bar=False,
-            )
+        n_trials = None if remaining is None else remaining and remaining + len(recovered)
+        while n_trials != 0:
+            try:
+                study.optimize(
+                    objective,
+                    # Retries of interrupted trials do not count towards the target.
+                    n_trials=n_trials,
+                    timeout=None
+                    if options.timeout is None
+                    else max(options.timeout - (time.monotonic() - started), 0.0),
+                    n_jobs=options.n_jobs,
+                    catch=(TrialFailed,),
+                    callbacks=[after_trial],
+                    gc_after_trial=False,
+                    show_progress_bar=False,
+                )
+                break
+            except ValueError:
+                # Optuna cannot tell a trial that another runner finished: go on
+                if not superseded.is_set() or stop_event.is_set():
+                    raise
+                superseded.clear()
+                n_trials = _still_to_run(study, options)
     except KeyboardInterrupt:
         interrupted = True
         stop_event.set()
@@ -294,6 +349,15 @@ def run_study(
         interrupted=interrupted,
         recovered=recovered,
     )
+
+
+def _still_to_run(study: optuna.Study, options: RunOptions) -> int | None:
+    """Trials left to the target after a restart: the missing ones and the queued retries."""
+    if options.n_trials is None:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    return max(0, options.n_trials - count_trials(trials).done) + waiting
 
 
 def prepare_run(
