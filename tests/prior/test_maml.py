@@ -168,3 +168,11 @@ def test_surrogate_shapes_match_the_module(dim, hidden, layers):
     net = Surrogate(dim, hidden, layers)
     shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
     assert surrogate_shapes(dim, hidden, layers) == shapes
+
+
+def test_diverged_meta_training_is_a_clear_error():
+    from tuner._errors import MttuneError
+
+    maml = MAMLConfig(max_steps=20, val_every=5, outer_lr=5.0)
+    with pytest.raises(MttuneError, match=r"meta-training diverged: .*\(outer_lr=5\.0"):
+        meta_train(bowl_family(6, 30, seed=2), model=SMALL_MODEL, maml=maml, seed=0)

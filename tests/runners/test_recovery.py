@@ -149,3 +149,21 @@ def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, m
     assert len(kept) == 1 and kept[0].state == TrialState.COMPLETE
     assert kept[0].params == failed[0].params and kept[0].value is not None
     assert summary.counts.complete == 2 and summary.counts.running == 0
+
+
+def test_a_re_run_interrupted_before_it_got_its_parameters_is_queued_again(tmp_path):
+    from tuner.runners._study import recover_interrupted
+
+    study = _study(tmp_path)
+    first = study.ask()
+    first.suggest_float("lr", 0, 1)
+    first.set_user_attr("interrupted", True)
+    study.tell(first, state=TrialState.FAIL)
+    assert recover_interrupted(study) == [first.number]
+    retry = study.ask()  # the next run stops before the objective suggests anything
+    assert retry.params == {}
+    retry.set_user_attr("interrupted", True)
+    study.tell(retry, state=TrialState.FAIL)
+    assert recover_interrupted(study) == [retry.number]
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.system_attrs["fixed_params"] == study.trials[first.number].params

@@ -149,7 +149,14 @@ def meta_train(
                     break
         elif progress is not None:
             progress(step, maml.max_steps, None)
-    assert best_state is not None
+    if best_state is None:
+        last = history[-1][1] if history else math.nan
+        raise MttuneError(
+            f"meta-training diverged: the validation loss was {last} at every check "
+            f"({len(history)} checks, {step} steps). Lower the learning rates "
+            f"(outer_lr={maml.outer_lr}, inner_lr={maml.inner_lr}) or the inner steps "
+            f"({maml.inner_steps})."
+        )
     params_best, lrs_best = best_state
     train_seconds = time.monotonic() - t0
 

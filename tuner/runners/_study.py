@@ -220,8 +220,10 @@ def recover_interrupted(
     retried = {t.user_attrs.get("retry_of") for t in trials}
     queued: list[int] = []
     for t in trials:
-        if is_interrupted(t) and t.number not in retried and t.params:
-            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+        # a re-run interrupted before it got its parameters still has them as enqueued
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        if is_interrupted(t) and t.number not in retried and params:
+            study.enqueue_trial(dict(params), user_attrs={"retry_of": t.number})
             queued.append(t.number)
             if on_retry is not None:
                 on_retry(t)
