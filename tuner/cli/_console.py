@@ -13,4 +13,4 @@ __all__ = ["make_console"]
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console for messages on stdout (default) or stderr."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)

@@ -24,7 +24,7 @@ from tuner.review import (
     write_html,
 )
 from tuner.review._report import estimate_dict, robustness_dict
-from tuner.review._terminal import fmt_value
+from tuner.review._terminal import fmt_value, worse_by
 from tuner.runners import ScriptSpec
 
 _REVIEW_DESCRIPTION = """\
@@ -240,6 +240,8 @@ def _print_verify(result: VerifyResult, console: Console) -> None:
                 *[
                     "-"
                     if sides.get(sg) is None
+                    else worse_by(sides[sg], fmt_value)
+                    if sides[sg].get("failed_runs") and not sides[sg]["runs"]
                     else f"{fmt_value(sides[sg]['degradation'])} ± {fmt_value(sides[sg]['se'])}"
                     for sg in (-1, 1)
                 ],

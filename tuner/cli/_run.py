@@ -247,10 +247,8 @@ def _open_study(
     # Resume-aware seeding: a resumed run must not replay the first run's suggestions, and
     # runners that share the study with the same --seed must not draw the same configs.
     n_existing = len(study.get_trials(deepcopy=False))
-    place = join_study(study)
-    seed = (
-        None if args.seed is None else (args.seed + 1_000_003 * n_existing + 7_919 * place) % 2**32
-    )
+    apart = join_study(study)
+    seed = None if args.seed is None else (args.seed + 1_000_003 * n_existing + apart) % 2**32
     study.sampler = make_sampler(args.sampler, seed)
     if prior is not None:
         study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from tuner._errors import MttuneError
 from tuner.prior._config import MAMLConfig, ModelConfig
@@ -69,11 +69,11 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
     tensors["portfolio"] = torch.as_tensor(prior.portfolio, dtype=torch.float32).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"mttune": json.dumps(meta, allow_nan=False)})
-    # safetensors writes 0600; a prior is meant to be shared, so honour the umask like open()
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    # written with open(), not safetensors' save_file (0600): a prior is meant to be shared,
+    # so it gets the permissions the umask gives any new file
+    blob = save(tensors, metadata={"mttune": json.dumps(meta, allow_nan=False)})
+    with open(tmp, "wb") as f:
+        f.write(blob)
     os.replace(tmp, path)
     return path
 

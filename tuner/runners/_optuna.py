@@ -228,7 +228,10 @@ def run_study(
         def on_report(step: int, value: float) -> bool:
             if step < 0:
                 return False
-            trial.report(value, step)
+            try:
+                trial.report(value, step)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return False  # failed by another runner: finish, the result is kept below
             return trial.should_prune()
 
         try:
@@ -326,9 +329,12 @@ def run_study(
                 break
             except ValueError:
                 # Optuna cannot tell a trial that another runner finished: go on
-                if not superseded.is_set() or stop_event.is_set():
+                if not superseded.is_set():
                     raise
                 superseded.clear()
+                if stop_event.is_set():  # Ctrl-C while at it: an ordinary interruption
+                    interrupted = True
+                    break
                 n_trials = _still_to_run(study, options)
     except KeyboardInterrupt:
         interrupted = True
@@ -356,8 +362,8 @@ def _still_to_run(study: optuna.Study, options: RunOptions) -> int | None:
     if options.n_trials is None:
         return None
     trials = study.get_trials(deepcopy=False)
-    waiting = sum(t.state == TrialState.WAITING for t in trials)
-    return max(0, options.n_trials - count_trials(trials).done) + waiting
+    missing = max(0, options.n_trials - count_trials(trials).done)
+    return missing and missing + sum(t.state == TrialState.WAITING for t in trials)
 
 
 def prepare_run(

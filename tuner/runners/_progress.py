@@ -79,7 +79,7 @@ class RichProgress:
     """A live bar with trials done / target, best value so far, elapsed time and ETA."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, markup=False)
+        self.console = console or Console(stderr=True, markup=False, emoji=False)
         self._bar: RichProgressBar | None = None
         self._task = None
         self._base = 0
@@ -112,7 +112,7 @@ class RichProgress:
         if self._bar is None:
             return
         if trial.state != TrialState.COMPLETE:
-            self._bar.console.print(_trial_line(trial), style="yellow", markup=False)
+            self._bar.console.print(_trial_line(trial), style="yellow", markup=False, emoji=False)
         self._bar.update(
             self._task,
             completed=counts.done,
@@ -133,7 +133,7 @@ class LineProgress:
     """One plain line per finished trial (for logs and non-terminal output)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False, markup=False)
+        self.console = console or Console(stderr=True, highlight=False, markup=False, emoji=False)
         self._target: int | None = None
         self._t0 = 0.0
         self._base = 0
@@ -174,7 +174,7 @@ def make_progress(kind: str, console: Console | None = None) -> Progress:
     """``auto`` (a live bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``none``."""
     if kind == "none":
         return NullProgress()
-    console = console or Console(stderr=True, markup=False)
+    console = console or Console(stderr=True, markup=False, emoji=False)
     if kind == "bar" or (kind == "auto" and console.is_terminal):
         return RichProgress(console)
     return LineProgress(console)

@@ -203,9 +203,11 @@ def storage_label(study: optuna.Study) -> str:
 def public_url(url: str) -> str:
     """``url`` with its password, if any, masked (``postgresql://u:***@host/db``)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return url
+    # re-rendering percent-encodes a path's '@', '#', ':' or non-ASCII: only when needed
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def recover_interrupted(
@@ -234,20 +236,20 @@ _RUNNER_KEY = "mttune:runner:"
 
 
 def join_study(study: optuna.Study) -> int:
-    """Register this runner with the study; its place among the runners that joined it.
+    """Register this runner with the study; a seed offset that sets it apart from the others.
 
-    The first runner of a study gets 0. Runners that start together on one study with the
-    same ``--seed`` get different places, so their samplers do not draw the same configs.
+    ``0`` when no other runner has joined the study (a single run keeps its seed: same seed,
+    same suggestions), else a number drawn from this runner's unique id. Runners that start
+    together on one study with the same ``--seed`` thus never share a seed, whatever the
+    order they register in or their clocks.
     """
-    key = f"{_RUNNER_KEY}{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    key = f"{_RUNNER_KEY}{token}"
     storage, study_id = study._storage, study._study_id
     storage.set_study_system_attr(study_id, key, time.time())
-    joined = sorted(
-        (float(v), k)
-        for k, v in storage.get_study_system_attrs(study_id).items()
-        if k.startswith(_RUNNER_KEY) and isinstance(v, int | float)
-    )
-    return [k for _, k in joined].index(key)
+    attrs = storage.get_study_system_attrs(study_id)
+    others = [k for k in attrs if k.startswith(_RUNNER_KEY) and k != key]
+    return 1 + int(token[:8], 16) % (2**31 - 1) if others else 0
 
 
 def runner_attr() -> dict[str, Any]:

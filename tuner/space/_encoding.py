@@ -239,7 +239,7 @@ def _from_unit(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.n
         n = round((high - low) / dist.step) + 1
         v = np.clip(low + np.clip(np.floor(u * n), 0, n - 1) * dist.step, low, high)
         # low + k * step has float error; round to the decimals that low and step have
-        return np.round(v, min(15, max(_decimals(low), _decimals(dist.step))))
+        return np.round(v, min(20, max(_decimals(low), _decimals(dist.step))))
     if dist.log:
         v = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
     else:
