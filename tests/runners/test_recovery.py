@@ -115,15 +115,19 @@ def test_seeds_of_resumed_runs_stay_in_range(tmp_path):
     assert 0 <= resumed.ask().suggest_float("x", 0, 1) <= 1
 
 
-def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("queued", [False, True], ids=["alone", "re-run-queued"])
+def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(
+    tmp_path, monkeypatch, queued
+):
     """A runner paused past its heartbeat's grace period (Ctrl-Z, a sleeping laptop) finds
-    its trial failed by another runner: the run goes on and the result is kept as a retry."""
+    its trial failed by another runner: the run goes on and the result is kept as a retry
+    (in the re-run the other runner queued, if it did: the config does not run twice)."""
     import threading
     import time
 
     from tests.conftest import REPO, SCRIPTS
     from tuner.runners import RunOptions, ScriptSpec, create_or_resume_study, run_study
-    from tuner.runners._study import _fail_interrupted
+    from tuner.runners._study import _fail_interrupted, recover_interrupted
     from tuner.space import load_space
 
     monkeypatch.setenv("QUAD_SLEEP", "0.4")
@@ -138,6 +142,8 @@ def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, m
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if running and "runner" in running[0].user_attrs:
                 _fail_interrupted(study, running[0])
+                if queued:
+                    recover_interrupted(study)
                 return
             time.sleep(0.05)
 
@@ -156,6 +162,7 @@ def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, m
     assert kept[0].user_attrs["seed"] == failed[0].user_attrs["seed"]
     assert len(kept[0].intermediate_values) == 3
     assert summary.counts.complete == 2 and summary.counts.running == 0
+    assert summary.counts.waiting == 0 and len(trials) == 3
 
 
 def test_a_re_run_interrupted_before_it_got_its_parameters_is_queued_again(tmp_path):

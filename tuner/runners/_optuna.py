@@ -279,19 +279,27 @@ def run_study(
         }[outcome.state]
         if state == TrialState.FAIL:
             attrs.setdefault("fail_reason", outcome.reason or "failed")
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=state,
-                value=outcome.value if state == TrialState.COMPLETE else None,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs={**attrs, "retry_of": trial.number},
-                intermediate_values={int(k): float(v) for k, v in outcome.intermediate},
+        attrs = {**attrs, "retry_of": trial.number}
+        value = outcome.value if state == TrialState.COMPLETE else None
+        intermediate = {int(k): float(v) for k, v in outcome.intermediate}
+        # the other runner may have queued a re-run of it already: fill that one in
+        claimed = _claim_waiting_retry(study, trial.number)
+        if claimed is not None:
+            _fill_claimed(study, claimed, trial, state, value, attrs, intermediate)
+        else:
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=state,
+                    value=value,
+                    params=trial.params,
+                    distributions=trial.distributions,
+                    user_attrs=attrs,
+                    intermediate_values=intermediate,
+                )
             )
-        )
         progress.message(
             f"trial {trial.number} was failed by another runner while it ran; its result is "
-            "kept as a new trial"
+            "kept as its re-run"
         )
 
     def after_trial(study_: optuna.Study, frozen: FrozenTrial) -> None:
@@ -355,6 +363,37 @@ def run_study(
         interrupted=interrupted,
         recovered=recovered,
     )
+
+
+def _claim_waiting_retry(study: optuna.Study, number: int) -> FrozenTrial | None:
+    """Take a queued re-run of trial ``number`` (WAITING -> RUNNING), if there is one."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.user_attrs.get("retry_of") == number and study._storage.set_trial_state_values(
+            t._trial_id, TrialState.RUNNING
+        ):
+            return t
+    return None
+
+
+def _fill_claimed(
+    study: optuna.Study,
+    claimed: FrozenTrial,
+    ran: optuna.Trial,
+    state: TrialState,
+    value: float | None,
+    attrs: dict[str, Any],
+    intermediate: dict[int, float],
+) -> None:
+    """Record a result in a claimed re-run: the parameters, attributes, reports, state."""
+    storage, tid = study._storage, claimed._trial_id
+    storage.set_trial_user_attr(tid, "runner", runner_attr())
+    for name, dist in ran.distributions.items():
+        storage.set_trial_param(tid, name, dist.to_internal_repr(ran.params[name]), dist)
+    for key, v in attrs.items():
+        storage.set_trial_user_attr(tid, key, v)
+    for step, v in intermediate.items():
+        storage.set_trial_intermediate_value(tid, step, v)
+    storage.set_trial_state_values(tid, state, None if value is None else [value])
 
 
 def _still_to_run(study: optuna.Study, options: RunOptions) -> int | None:
