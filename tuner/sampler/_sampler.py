@@ -66,8 +66,8 @@ class _Observations:
     x: np.ndarray
     y: np.ndarray  # oriented: lower is better
     failed: np.ndarray  # failed trials: as bad as the worst observation
-    enqueued: tuple[frozenset[str], ...] = ()  # per row: the parameters the user enqueued
-    pruned: np.ndarray | None = None  # encoded configs of pruned trials (not observations)
+    trials: tuple[FrozenTrial, ...] = ()  # per row (for what only proposals need)
+    pruned: tuple[FrozenTrial, ...] = ()  # pruned trials in the prior's space (not rows)
 
 
 # The GP's hyperparameters are refitted when the number of observations reaches one of these
@@ -498,11 +498,7 @@ class MetaPriorSampler(BaseSampler):
                 for t in every
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
-        pruned = [
-            x
-            for t in every
-            if t.state == TrialState.PRUNED and (x := self._encoded(t)) is not None
-        ]
+        pruned = tuple(t for t in every if t.state == TrialState.PRUNED and self._fits(t))
         trials = [
             t
             for t in every
@@ -529,8 +525,8 @@ class MetaPriorSampler(BaseSampler):
             x,
             y,
             failed,
-            tuple(frozenset(t.system_attrs.get("fixed_params", ())) for t in trials),
-            np.vstack(pruned) if pruned else np.zeros((0, self._encoder.dim)),
+            tuple(trials),
+            pruned,
         )
 
     def _subset(self, obs: _Observations, rng: np.random.Generator) -> np.ndarray:
@@ -605,11 +601,7 @@ class MetaPriorSampler(BaseSampler):
         fixed = self._pinned(obs)
         # enqueued values the prior's space cannot hold (the objective asks for the parameter
         # with another range) are not the prior's business: the fallback's, as documented
-        fixed.update(
-            (k, v)
-            for k, v in trial.system_attrs.get("fixed_params", {}).items()
-            if self._holds(k, v)
-        )
+        fixed.update((k, v) for k, v in _enqueued(trial).items() if self._holds(k, v))
         incumbents = (
             obs.x[np.argsort(obs.y, kind="stable")[:3]]
             if len(obs.y)
@@ -635,8 +627,7 @@ class MetaPriorSampler(BaseSampler):
             ],
         )
         # pruned configs are not observations, but proposing them again would waste a trial
-        pruned = obs.pruned if obs.pruned is not None else others[:0]
-        taken = np.vstack([obs.x, others, pruned])
+        taken = np.vstack([obs.x, others, *(self._encoded(t)[None] for t in obs.pruned)])
         for restricted in (True, False) if early else (False,):
             cands = candidates(
                 self._encoder,
@@ -716,13 +707,12 @@ class MetaPriorSampler(BaseSampler):
         out = {}
         for name, cols in self._encoder.param_slices().items():
             dist = self._space.params[name].distribution
-            free = sum(name not in names for names in obs.enqueued) if obs.enqueued else len(obs.y)
             if (
                 isinstance(dist, FloatDistribution)
                 and dist.step is None
                 and name in first
-                and free >= 3
                 and np.ptp(obs.x[:, cols]) == 0.0
+                and sum(name not in _enqueued(t) for t in obs.trials) >= 3
             ):
                 out[name] = first[name]
         return out
@@ -802,3 +792,8 @@ def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:
         return np.full(len(cands), np.inf)
     d2 = (cands**2).sum(1)[:, None] + (points**2).sum(1)[None, :] - 2 * cands @ points.T
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0) / cands.shape[1])
+
+
+def _enqueued(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters the user enqueued for the trial (``study.enqueue_trial``)."""
+    return trial.system_attrs.get("fixed_params", {})
