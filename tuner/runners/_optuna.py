@@ -255,15 +255,16 @@ def run_study(
             # killed by the stop (a script that finished just before it keeps its result)
             trial.set_user_attr("interrupted", True)
             raise TrialFailed("the run was stopped")
-        attrs = {**outcome_attrs(outcome), "runner": runner_attr(), "seed": seed}
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
+        recorded = outcome_attrs(outcome)
+        try:
+            for key, value in recorded.items():
+                trial.set_user_attr(key, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
             # Another runner failed this trial as dead (this one was paused past its
             # heartbeat's grace period): keep the result as a retry of it.
-            keep_superseded(trial, outcome, attrs)
+            keep_superseded(trial, outcome, {"runner": runner_attr(), "seed": seed, **recorded})
             superseded.set()
-            raise _Superseded()
-        for key, value in outcome_attrs(outcome).items():
-            trial.set_user_attr(key, value)
+            raise _Superseded() from None
         if outcome.state == "complete":
             assert outcome.value is not None
             return outcome.value
@@ -386,11 +387,10 @@ def _fill_claimed(
 ) -> None:
     """Record a result in a claimed re-run: the parameters, attributes, reports, state."""
     storage, tid = study._storage, claimed._trial_id
-    storage.set_trial_user_attr(tid, "runner", runner_attr())
+    for key, v in attrs.items():  # the runner's tag among them, first of all
+        storage.set_trial_user_attr(tid, key, v)
     for name, dist in ran.distributions.items():
         storage.set_trial_param(tid, name, dist.to_internal_repr(ran.params[name]), dist)
-    for key, v in attrs.items():
-        storage.set_trial_user_attr(tid, key, v)
     for step, v in intermediate.items():
         storage.set_trial_intermediate_value(tid, step, v)
     storage.set_trial_state_values(tid, state, None if value is None else [value])
