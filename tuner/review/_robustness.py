@@ -26,6 +26,7 @@ import numpy as np
 
 from tuner.review._confidence import Analysis, Estimate
 from tuner.review._configs import ConfigGroup
+from tuner.review._load import StudyData
 
 __all__ = ["ParamRobustness", "Robustness", "robustness"]
 
@@ -267,6 +268,20 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
     )
 
 
+def _move(data: StudyData, row: int, numbers: set[int]) -> tuple[str, int, float] | None:
+    """The move of a ``mttune verify`` neighbour run: ``(parameter, direction, delta)``.
+
+    ``None`` unless the row is a neighbour run of the config whose trials are ``numbers``.
+    """
+    tag = data.tags.get(row)
+    if tag is None or tag["kind"] != "perturb" or tag.get("of") not in numbers:
+        return None
+    delta = tag.get("delta")
+    if not isinstance(delta, int | float) or isinstance(delta, bool) or delta == 0:
+        return None
+    return str(tag.get("param")), 1 if delta > 0 else -1, float(delta)
+
+
 def _perturbed_runs(
     analysis: Analysis, numbers: set[int], perturb: float
 ) -> dict[tuple[str, int], list[int]]:
@@ -275,16 +290,11 @@ def _perturbed_runs(
     When several verifications moved a parameter by different amounts, the runs of the move
     closest to ``perturb`` are used.
     """
-    data = analysis.data
     by_move: dict[tuple[str, int], dict[float, list[int]]] = {}
     for i in analysis.complete.tolist():
-        tag = data.tags.get(i)
-        if tag is None or tag["kind"] != "perturb" or tag.get("of") not in numbers:
-            continue
-        delta = tag.get("delta")
-        if isinstance(delta, int | float) and not isinstance(delta, bool) and delta != 0:
-            key = (str(tag.get("param")), 1 if delta > 0 else -1)
-            by_move.setdefault(key, {}).setdefault(float(delta), []).append(i)
+        if (move := _move(analysis.data, i, numbers)) is not None:
+            name, sign, delta = move
+            by_move.setdefault((name, sign), {}).setdefault(delta, []).append(i)
     return {
         key: moves[min(moves, key=lambda d: abs(abs(d) - perturb))]
         for key, moves in by_move.items()
@@ -300,15 +310,9 @@ def _failed_moves(analysis: Analysis, numbers: set[int]) -> dict[tuple[str, int]
     data = analysis.data
     out: dict[tuple[str, int], list[int]] = {}
     for i in np.flatnonzero(data.states == "FAIL").tolist():
-        tag = data.tags.get(i)
-        if tag is None or tag["kind"] != "perturb" or tag.get("of") not in numbers:
-            continue
-        if data.attrs[i].get("interrupted"):
-            continue
-        delta = tag.get("delta")
-        if isinstance(delta, int | float) and not isinstance(delta, bool) and delta != 0:
-            key = (str(tag.get("param")), 1 if delta > 0 else -1)
-            out.setdefault(key, []).append(i)
+        move = _move(data, i, numbers)
+        if move is not None and not data.attrs[i].get("interrupted"):
+            out.setdefault(move[:2], []).append(i)
     return out
 
 
