@@ -42,6 +42,7 @@ from tuner.runners import (
     run_study,
 )
 from tuner.space import load_space
+from tuner.studies import TrialAttr
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = load_space(REPO / "tests" / "spaces" / "quad.yaml")
@@ -71,7 +72,7 @@ def speedup(folder: Path, n_trials: int) -> dict[int, dict[str, float]]:
     for workers in (1, 2):
         study = _study(folder, f"sleepy-{workers}")
         wall = _run("ray", study, SLEEPY, n_trials, workers)
-        metrics = [t.user_attrs["metrics"] for t in study.get_trials()]
+        metrics = [t.user_attrs[TrialAttr.METRICS.key] for t in study.get_trials()]
         span = max(m["t_end"] for m in metrics) - min(m["t_start"] for m in metrics)
         out[workers] = {"wall": wall, "span": span}
         print(f"  sleepy, {workers} worker(s): wall {wall:.1f} s, trial span {span:.1f} s")
@@ -90,7 +91,7 @@ def overhead(folder: Path, short: int, long: int, repeat: int) -> dict[str, dict
             for n in (short, long):
                 study = _study(folder, f"trivial-{backend}-{n}-{r}")
                 walls[n] = _run(backend, study, TRIVIAL, n, 1)
-                durations += [t.user_attrs["duration_s"] for t in study.get_trials()]
+                durations += [t.user_attrs[TrialAttr.DURATION.key] for t in study.get_trials()]
             per_trial = (walls[long] - walls[short]) / (long - short)
             script = statistics.mean(durations)
             rounds[backend].append(

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from tuner.review import build_review, read_study, render_html  # noqa: E402
 from tuner.review._confidence import analyse  # noqa: E402
+from tuner.studies import StudyAttr, TrialAttr  # noqa: E402
 
 STUDY = "big"
 
@@ -103,23 +104,23 @@ def build(db: Path, n: int, seed: int = 0) -> float:
         rows["params"] += [(tid, k, float(cols[k][i]), DISTS[k]) for k in DISTS]
         metrics = {"val_loss": float(value[i]), "val_accuracy": 0.9}
         rows["attrs"] += [
-            (tid, "seed", str(int(seeds[i]))),
-            (tid, "duration_s", "9.0"),
-            (tid, "exit_code", "1" if state[i] == "FAIL" else "0"),
-            (tid, "metrics", json.dumps(metrics)),
-            (tid, "runner", json.dumps({"host": "bench", "pid": 1})),
-            (tid, "mttune.source", json.dumps(str(source[i]))),
-            (tid, "mttune.pred_mean", json.dumps(float(pred[i]))),
-            (tid, "mttune.guard", GUARD),
+            (tid, TrialAttr.SEED.key, str(int(seeds[i]))),
+            (tid, TrialAttr.DURATION.key, "9.0"),
+            (tid, TrialAttr.EXIT_CODE.key, "1" if state[i] == "FAIL" else "0"),
+            (tid, TrialAttr.METRICS.key, json.dumps(metrics)),
+            (tid, TrialAttr.RUNNER.key, json.dumps({"host": "bench", "pid": 1})),
+            (tid, TrialAttr.SOURCE.key, json.dumps(str(source[i]))),
+            (tid, TrialAttr.PRED_MEAN.key, json.dumps(float(pred[i]))),
+            (tid, TrialAttr.GUARD.key, GUARD),
         ]
         if state[i] == "FAIL":
             reason = f"the script exited with code 1: CUDA error {i % 3}"
-            rows["attrs"].append((tid, "fail_reason", json.dumps(reason)))
+            rows["attrs"].append((tid, TrialAttr.FAIL_REASON.key, json.dumps(reason)))
     con = sqlite3.connect(db)
     with con:
         con.execute(
             "INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, ?, ?)",
-            ("mttune:prior", PRIOR),
+            (StudyAttr.PRIOR.key, PRIOR),
         )
         for table, sql in INSERT.items():
             con.executemany(sql, rows[table])

@@ -12,6 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from tuner.runners import trial_seed
+from tuner.studies import TrialAttr
 
 REVIEW_SCRIPTS = Path(__file__).resolve().parent / "scripts"
 NOISY = REVIEW_SCRIPTS / "noisy_quad.py"
@@ -45,7 +46,7 @@ def noisy_study(
     for i in range(n):
         params = {"x": float(rng.uniform(-1, 1)), "y": float(rng.uniform(-1, 1))}
         value = sign * quad(params) + float(rng.normal(0.0, sigma))
-        attrs = {"seed": trial_seed(seed, i)}  # as mttune run records it
+        attrs = {TrialAttr.SEED.key: trial_seed(seed, i)}  # as mttune run records it
         trials.append(
             create_trial(params=params, distributions=DISTS, value=value, user_attrs=attrs)
         )
@@ -71,7 +72,9 @@ def mixed_study(storage: str | optuna.storages.BaseStorage, name: str, seed: int
         if opt == "sgd":
             trial.suggest_float("momentum", 0.0, 0.99)
         if trial.number % 9 == 4:
-            trial.set_user_attr("fail_reason", "the script exited with code 1: CUDA OOM")
+            trial.set_user_attr(
+                TrialAttr.FAIL_REASON.key, "the script exited with code 1: CUDA OOM"
+            )
             raise RuntimeError("oom")
         if trial.number % 11 == 5:
             raise optuna.TrialPruned()

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO, SCRIPTS
 from tests.review.conftest import mixed_study, noisy_study
 from tuner.cli import main
+from tuner.studies import TrialAttr
 
 SPACES = REPO / "tests" / "spaces"
 
@@ -99,7 +100,9 @@ def test_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, capsys):
         trial = study.ask()
         x = trial.suggest_float("x", 0, 1)
         if i < 2:
-            trial.set_user_attr("fail_reason", "[rank0]: torch.OutOfMemoryError [/3 vs 4]")
+            trial.set_user_attr(
+                TrialAttr.FAIL_REASON.key, "[rank0]: torch.OutOfMemoryError [/3 vs 4]"
+            )
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(trial, x)

@@ -17,6 +17,7 @@ from tuner.review._confidence import analyse, describe_method
 from tuner.review._configs import Codec, ConfigIndex
 from tuner.review._load import _json, _thin_guards
 from tuner.review._surrogate import fit_gaussian_process
+from tuner.studies import TrialAttr
 
 
 @pytest.mark.parametrize("sigma", [0.02, 0.1, 0.3])
@@ -111,7 +112,7 @@ def test_configs_are_grouped_and_verification_repeats_kept_apart(tmp_path):
                 params=params,
                 distributions=first.distributions,
                 value=value,
-                user_attrs={"verify": tag},
+                user_attrs={TrialAttr.VERIFY.key: tag},
             )
         )
     study.add_trial(create_trial(state=optuna.trial.TrialState.FAIL))

@@ -20,6 +20,7 @@ from tuner.cli import main
 from tuner.prior import MAMLConfig, meta_train
 from tuner.runners import record_prior
 from tuner.sampler import MetaPriorSampler
+from tuner.studies import StudyAttr, TrialAttr
 
 N_TRIALS = 25
 
@@ -46,7 +47,7 @@ def prior_studies(tmp_path_factory):
             study_name=name, storage=f"sqlite:///{db}", sampler=MetaPriorSampler(prior, seed=0)
         )
         record_prior(study, prior, "bowl.safetensors")
-        study.set_user_attr("mttune:objective", "loss")
+        study.set_user_attr(StudyAttr.OBJECTIVE.key, "loss")
         study.optimize(
             lambda t, s=sign: s * _bowl(SPACE.suggest(t)) + noise.normal(0, 0.01),
             n_trials=N_TRIALS,
@@ -70,7 +71,7 @@ def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, c
     trials = _trials(prior_studies, name)
     by_source: dict[str, list] = {}
     for t in trials:
-        by_source.setdefault(t.user_attrs["mttune.source"], []).append(t)
+        by_source.setdefault(t.user_attrs[TrialAttr.SOURCE.key], []).append(t)
     assert set(p["sources"]) == set(by_source) and "prior" in by_source
     for src, ts in by_source.items():
         values = [t.value for t in ts]
@@ -79,19 +80,21 @@ def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, c
         assert p["sources"][src]["best"] == pytest.approx(min(values))
     assert p["proposed_by_prior"] + p["fallback"] == N_TRIALS
     assert p["fallback"] == len(by_source.get("fallback", []))
-    poor = [t for t in trials if t.user_attrs.get("mttune.poor_proposal") is True]
+    poor = [t for t in trials if t.user_attrs.get(TrialAttr.POOR.key) is True]
     assert p["poor_proposals"] == len(poor)
-    scored = [t for t in trials if "mttune.pred_mean" in t.user_attrs]
-    pred = [t.user_attrs["mttune.pred_mean"] for t in scored]
+    scored = [t for t in trials if TrialAttr.PRED_MEAN.key in t.user_attrs]
+    pred = [t.user_attrs[TrialAttr.PRED_MEAN.key] for t in scored]
     obs = [t.value for t in scored]
     assert p["correlation"]["n"] == len(scored) >= N_TRIALS - 3
     assert p["correlation"]["spearman"] == pytest.approx(stats.spearmanr(pred, obs).statistic)
     assert p["correlation"]["kendall"] == pytest.approx(stats.kendalltau(pred, obs).statistic)
     conc = [
-        t.user_attrs["mttune.concordance"] for t in trials if "mttune.concordance" in t.user_attrs
+        t.user_attrs[TrialAttr.CONCORDANCE.key]
+        for t in trials
+        if TrialAttr.CONCORDANCE.key in t.user_attrs
     ]
     assert p["concordance"] == {"n": len(conc), "mean": pytest.approx(np.mean(conc))}
-    guards = [(t.number, t.user_attrs["mttune.guard"]) for t in trials]
+    guards = [(t.number, t.user_attrs[TrialAttr.GUARD.key]) for t in trials]
     fired = [n for n, g in guards if g["fired"]]
     assert p["guard"]["fired"] is bool(fired) and p["guard"]["fired_trials"] == len(fired)
     assert p["guard"]["first_fired"] == (fired[0] if fired else None)

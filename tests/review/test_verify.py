@@ -11,6 +11,7 @@ import pytest
 from tests.review.conftest import noisy_study, quad
 from tuner.cli import main
 from tuner.review import analyse, read_study
+from tuner.studies import TrialAttr
 
 
 @pytest.fixture
@@ -35,13 +36,16 @@ def test_verify_records_tagged_runs_and_review_uses_them(tmp_path, noisy_script,
     after = _trials(db)
     added = after[len(before) :]
     assert len(added) == len(result["runs"])
-    tags = [t.user_attrs["verify"] for t in added]
+    tags = [t.user_attrs[TrialAttr.VERIFY.key] for t in added]
     assert {tag["of"] for tag in tags} == {t.number for t in before}  # all six configs
     by_number = {t.number: t for t in before}
     for t, tag in zip(added, tags, strict=True):
         assert t.state == optuna.trial.TrialState.COMPLETE
-        assert {"seed", "duration_s", "exit_code", "metrics"} <= set(t.user_attrs)
-        assert t.user_attrs["metrics"]["true"] == pytest.approx(quad(t.params))
+        assert {
+            a.key
+            for a in (TrialAttr.SEED, TrialAttr.DURATION, TrialAttr.EXIT_CODE, TrialAttr.METRICS)
+        } <= set(t.user_attrs)
+        assert t.user_attrs[TrialAttr.METRICS.key]["true"] == pytest.approx(quad(t.params))
         original = by_number[tag["of"]].params
         if tag["kind"] == "repeat":
             assert t.params == original
@@ -56,7 +60,7 @@ def test_verify_records_tagged_runs_and_review_uses_them(tmp_path, noisy_script,
     assert sum(d == pytest.approx(0.05) for d in deltas) >= len(deltas) - 2
     kinds = [tag["kind"] for tag in tags]
     assert kinds.count("repeat") == 18 and kinds.count("perturb") == 24  # 6 x (x-, x+, y-, y+)
-    seeds = [t.user_attrs["seed"] for t in after]
+    seeds = [t.user_attrs[TrialAttr.SEED.key] for t in after]
     assert len(set(seeds)) == len(seeds)  # fresh seeds, none reused from the search
     assert len(result["verified"]) == 6
     for entry in result["verified"]:
@@ -93,7 +97,7 @@ def test_review_recommends_from_verified_repeats(tmp_path, noisy_script, capsys)
     assert rec["method"] == "verify-repeats" and rec["runs_used"] == 3 and rec["df"] == 10
     method = report["confidence"]["method"]
     assert "fresh-seed repeats run by mttune verify" in method and "left out" in method
-    repeats = [t.value for t in added if t.user_attrs["verify"]["of"] == rec["number"]]
+    repeats = [t.value for t in added if t.user_attrs[TrialAttr.VERIFY.key]["of"] == rec["number"]]
     assert rec["mean"] == pytest.approx(sum(repeats) / 3)
     assert report["robustness"]["seeds"] == {
         "n": 3,
@@ -130,11 +134,11 @@ def test_a_failing_script_is_recorded_never_fatal(study_db, noisy_script, capsys
     code = _verify(study_db, noisy_script, "--top-k", "1", "--repeats", "2", "--perturb", "0")
     assert code == 3  # no verification run completed
     assert "no verification run completed" in capsys.readouterr().err
-    failed = [t for t in _trials(study_db) if "verify" in t.user_attrs]
+    failed = [t for t in _trials(study_db) if TrialAttr.VERIFY.key in t.user_attrs]
     assert len(failed) == 2
     for t in failed:
         assert t.state == optuna.trial.TrialState.FAIL
-        assert "deliberate failure" in t.user_attrs["fail_reason"]
+        assert "deliberate failure" in t.user_attrs[TrialAttr.FAIL_REASON.key]
     report = json.loads(_review_json(study_db, capsys))
     assert report["failures"]["verification"] == {"fail": 2}
     assert report["failures"]["by_state"] == {"complete": 20}
@@ -185,7 +189,11 @@ def test_review_and_verify_a_config_from_an_earlier_range(tmp_path, noisy_script
     assert sorted(s["value"] for s in x["sides"]) == pytest.approx([best_x - 0.1, best_x + 0.1])
     argv = ["verify", str(db), "--study", "n", str(noisy_script), "--top-k", "1"]
     assert main([*argv, "--repeats", "2", "--perturb", "0.05", "--json"]) == 0
-    moved = [t for t in _trials(db, "n") if t.user_attrs.get("verify", {}).get("param") == "x"]
+    moved = [
+        t
+        for t in _trials(db, "n")
+        if t.user_attrs.get(TrialAttr.VERIFY.key, {}).get("param") == "x"
+    ]
     assert len(moved) == 2
     for t in moved:
         assert t.distributions["x"]._contains(t.params["x"])
@@ -204,7 +212,10 @@ def test_a_neighbour_whose_run_failed_makes_the_parameter_fragile(study_db, caps
             state=optuna.trial.TrialState.FAIL,
             params=params,
             distributions=base.distributions,
-            user_attrs={"verify": tag, "fail_reason": "diverged: loss is nan"},
+            user_attrs={
+                TrialAttr.VERIFY.key: tag,
+                TrialAttr.FAIL_REASON.key: "diverged: loss is nan",
+            },
         )
     )
     report = json.loads(_review_json(study_db, capsys))

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import SCRIPTS
 from tuner.runners import ScriptError, ScriptSpec, TrialOutcome, outcome_attrs, run_script
 from tuner.runners._protocol import parse_metrics_line
+from tuner.studies import TrialAttr
 
 
 def test_python_form_reports_and_returns_metrics():
@@ -98,10 +99,10 @@ def test_stderr_flood_keeps_only_a_tail():
 
 
 def test_a_failed_trial_keeps_the_last_4_kib_of_stderr():
-    """The README's promise for ``stderr_tail``: the whole tail the protocol keeps."""
+    """docs/attributes.md promises the whole tail the protocol keeps (``mttune.stderr_tail``)."""
     tail = "x" * 5000
     attrs = outcome_attrs(TrialOutcome("failed", reason="boom", stderr_tail=tail))
-    assert attrs["stderr_tail"] == tail[-4096:]
+    assert attrs[TrialAttr.STDERR_TAIL.key] == tail[-4096:]
 
 
 @pytest.mark.parametrize(

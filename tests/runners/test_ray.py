@@ -39,6 +39,7 @@ from tuner.runners import (
     trial_seed,
 )
 from tuner.space import load_space
+from tuner.studies import StudyAttr, TrialAttr
 
 SPACES = REPO / "tests" / "spaces"
 RAY_FAULT = "the Ray worker running the trial failed"
@@ -91,10 +92,14 @@ def test_python_form_lands_in_the_study_like_the_optuna_backend(tmp_path, monkey
     for t in trials:
         assert t.value == pytest.approx((t.params["x"] - 0.3) ** 2 + (t.params["y"] + 0.1) ** 2)
         assert sorted(t.intermediate_values) == [0, 1, 2]
-        assert t.user_attrs["metrics"]["extra"] == 1.5
-        assert t.user_attrs["seed"] == trial_seed(1, t.number)
-        assert t.user_attrs["exit_code"] == 0 and t.user_attrs["duration_s"] > 0
-        assert t.user_attrs["runner"]["pid"] == os.getpid()  # the driver owns the trial
+        assert t.user_attrs[TrialAttr.METRICS.key]["extra"] == 1.5
+        assert t.user_attrs[TrialAttr.SEED.key] == trial_seed(1, t.number)
+        assert (
+            t.user_attrs[TrialAttr.EXIT_CODE.key] == 0 and t.user_attrs[TrialAttr.DURATION.key] > 0
+        )
+        assert (
+            t.user_attrs[TrialAttr.RUNNER.key]["pid"] == os.getpid()
+        )  # the driver owns the trial
     # The Optuna backend writes the same attributes: review tools see no difference.
     local_db = tmp_path / "local.db"
     assert main(["run", *args, "--storage", str(local_db), "--n-trials", "1"]) == 0
@@ -123,7 +128,10 @@ def test_command_form_with_json_summary_keeps_stdout_clean(tmp_path, monkeypatch
     assert summary["trials"]["ran_now"] == 3 == len(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert complete and summary["best"]["value"] == min(t.value for t in complete)
-    assert all(t.user_attrs["metrics"]["seed"] == t.user_attrs["seed"] for t in complete)
+    assert all(
+        t.user_attrs[TrialAttr.METRICS.key]["seed"] == t.user_attrs[TrialAttr.SEED.key]
+        for t in complete
+    )
 
 
 def test_parallel_trials_really_overlap(tmp_path, monkeypatch):
@@ -134,7 +142,11 @@ def test_parallel_trials_really_overlap(tmp_path, monkeypatch):
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     # the scripts themselves ran at the same time, not only their Optuna trials
     spans = sorted(
-        (t.user_attrs["metrics"]["t_start"], t.user_attrs["metrics"]["t_end"]) for t in trials
+        (
+            t.user_attrs[TrialAttr.METRICS.key]["t_start"],
+            t.user_attrs[TrialAttr.METRICS.key]["t_end"],
+        )
+        for t in trials
     )
     assert sum(b[0] < a[1] for a, b in itertools.pairwise(spans)) >= 2
     dates = sorted((t.datetime_start, t.datetime_complete) for t in trials)
@@ -150,8 +162,8 @@ def test_asha_stops_poor_trials_and_they_are_pruned(tmp_path, monkeypatch):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(trials) == 12 and pruned and complete
     for t in pruned:
-        assert "pruned at step" in t.user_attrs["prune_reason"]
-        assert "ASHA" in t.user_attrs["prune_reason"]
+        assert "pruned at step" in t.user_attrs[TrialAttr.PRUNE_REASON.key]
+        assert "ASHA" in t.user_attrs[TrialAttr.PRUNE_REASON.key]
         assert max(t.intermediate_values) < 2  # stopped early, not after all 3 steps
         assert t.value == t.intermediate_values[max(t.intermediate_values)]
     for t in complete:
@@ -197,9 +209,11 @@ def test_failing_trials_are_recorded_and_the_run_goes_on(tmp_path):
     }
     for fault, needle in expected.items():
         t = by_fault[fault]
-        assert t.state == TrialState.FAIL and "interrupted" not in t.user_attrs
-        assert needle in t.user_attrs["fail_reason"], t.user_attrs["fail_reason"]
-    assert "deliberate crash" in by_fault["crash"].user_attrs["stderr_tail"]
+        assert t.state == TrialState.FAIL and TrialAttr.INTERRUPTED.key not in t.user_attrs
+        assert needle in t.user_attrs[TrialAttr.FAIL_REASON.key], t.user_attrs[
+            TrialAttr.FAIL_REASON.key
+        ]
+    assert "deliberate crash" in by_fault["crash"].user_attrs[TrialAttr.STDERR_TAIL.key]
 
 
 def test_a_killed_worker_is_recorded_and_its_trial_rerun(tmp_path, monkeypatch, kill_marker):
@@ -208,10 +222,12 @@ def test_a_killed_worker_is_recorded_and_its_trial_rerun(tmp_path, monkeypatch, 
     assert _run(*args, "--n-trials", "4", "--workers", "2", "--scheduler", "none") == 0
     trials = _trials(tmp_path / "studies" / "k.db", "k")
     (dead,) = [t for t in trials if t.state == TrialState.FAIL]
-    assert dead.user_attrs["interrupted"] is True
-    assert dead.user_attrs["fail_reason"].startswith(f"{RAY_FAULT} (re-run as a new trial)")
+    assert dead.user_attrs[TrialAttr.INTERRUPTED.key] is True
+    assert dead.user_attrs[TrialAttr.FAIL_REASON.key].startswith(
+        f"{RAY_FAULT} (re-run as a new trial)"
+    )
     assert dead.intermediate_values == {0: pytest.approx((dead.params["x"] - 0.3) ** 2 + 1.0)}
-    (rerun,) = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    (rerun,) = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF.key) == dead.number]
     assert rerun.params == dead.params and rerun.state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert len(trials) == 5  # the target plus the one re-run: nothing lost or counted twice
@@ -251,8 +267,8 @@ def test_prior_drives_the_ray_search(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _run(*_quad("--prior", str(path), "--n-trials", "3", "--scheduler", "none")) == 0
     study = optuna.load_study(study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db")
-    assert study.user_attrs["mttune:prior"]["space_hash"] == space.hash
-    sources = [t.user_attrs.get("mttune.source") for t in study.get_trials()]
+    assert study.user_attrs[StudyAttr.PRIOR.key]["space_hash"] == space.hash
+    sources = [t.user_attrs.get(TrialAttr.SOURCE.key) for t in study.get_trials()]
     assert len(sources) == 3 and "prior" in sources  # MetaPriorSampler asked for them
 
 
@@ -306,13 +322,17 @@ def test_sigterm_stops_a_local_ray_run_cleanly_and_it_resumes(tmp_path, monkeypa
     trials = _trials(db, "sleepy")
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert stopped and all(t.user_attrs.get("interrupted") for t in stopped)
+    assert stopped and all(t.user_attrs.get(TrialAttr.INTERRUPTED.key) for t in stopped)
 
     # The same command again (here on the module's Ray) re-runs the stopped trials.
     monkeypatch.chdir(tmp_path)
     assert _run(*args) == 0
     trials = _trials(db, "sleepy")
-    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    retries = {
+        t.user_attrs[TrialAttr.RETRY_OF.key]: t
+        for t in trials
+        if TrialAttr.RETRY_OF.key in t.user_attrs
+    }
     assert sorted(retries) == sorted(t.number for t in stopped)
     for t in stopped:
         assert retries[t.number].params == t.params

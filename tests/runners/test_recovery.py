@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner.runners._study import fail_dead_local_trials, fail_orphaned_trials, runner_attr
-from tuner.studies import open_storage
+from tuner.studies import TrialAttr, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 # the heartbeat is used outside Study.optimize on purpose: these tests play the runner
@@ -29,15 +29,15 @@ def test_a_trial_killed_before_its_first_heartbeat_is_failed_as_interrupted(tmp_
     assert failed == [orphan.number]
     t = study.trials[orphan.number]
     assert t.state == TrialState.FAIL
-    assert t.user_attrs["interrupted"] is True
-    assert "before the trial started" in t.user_attrs["fail_reason"]
+    assert t.user_attrs[TrialAttr.INTERRUPTED.key] is True
+    assert "before the trial started" in t.user_attrs[TrialAttr.FAIL_REASON.key]
     assert messages and "heartbeat" in messages[0]
 
 
 def test_tagged_trials_of_live_runners_are_left_alone(tmp_path):
     study = _study(tmp_path)
     live = study.ask()
-    live.set_user_attr("runner", runner_attr())  # this process: alive
+    live.set_user_attr(TrialAttr.RUNNER.key, runner_attr())  # this process: alive
     assert fail_orphaned_trials(study, grace_period=1.0) == []
     assert fail_dead_local_trials(study) == []
     assert study.trials[live.number].state == TrialState.RUNNING
@@ -46,10 +46,12 @@ def test_tagged_trials_of_live_runners_are_left_alone(tmp_path):
 def test_a_tagged_trial_of_a_dead_local_runner_is_failed_at_once(tmp_path):
     study = _study(tmp_path)
     dead = study.ask()
-    dead.set_user_attr("runner", {**runner_attr(), "pid": 2**22 + 12345})  # no such process
+    dead.set_user_attr(
+        TrialAttr.RUNNER.key, {**runner_attr(), "pid": 2**22 + 12345}
+    )  # no such process
     assert fail_dead_local_trials(study) == [dead.number]
     t = study.trials[dead.number]
-    assert t.state == TrialState.FAIL and t.user_attrs["interrupted"] is True
+    assert t.state == TrialState.FAIL and t.user_attrs[TrialAttr.INTERRUPTED.key] is True
 
 
 def test_runners_joining_one_study_get_their_own_seed(tmp_path):
@@ -136,11 +138,11 @@ def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(
         f"sqlite:///{tmp_path / 'p.db'}", "quad", space, optuna.samplers.RandomSampler(0), None
     )
 
-    def other_runner() -> None:  # takes the first running trial for dead
+    def other_runner() -> None:  # takes the first running trial for dead once its script runs
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if running and "runner" in running[0].user_attrs:
+            if running and TrialAttr.SEED.key in running[0].user_attrs:
                 _fail_interrupted(study, running[0])
                 if queued:
                     recover_interrupted(study)
@@ -154,12 +156,12 @@ def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(
     thread.join()
     trials = study.get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and failed[0].user_attrs["interrupted"] is True
-    kept = [t for t in trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(failed) == 1 and failed[0].user_attrs[TrialAttr.INTERRUPTED.key] is True
+    kept = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF.key) == failed[0].number]
     assert len(kept) == 1 and kept[0].state == TrialState.COMPLETE
     assert kept[0].params == failed[0].params and kept[0].value is not None
     # the kept result is this runner's run (its seed and reports), not a re-run of the config
-    assert kept[0].user_attrs["seed"] == failed[0].user_attrs["seed"]
+    assert kept[0].user_attrs[TrialAttr.SEED.key] == failed[0].user_attrs[TrialAttr.SEED.key]
     assert len(kept[0].intermediate_values) == 3
     assert summary.counts.complete == 2 and summary.counts.running == 0
     assert summary.counts.waiting == 0 and len(trials) == 3
@@ -171,12 +173,12 @@ def test_a_re_run_interrupted_before_it_got_its_parameters_is_queued_again(tmp_p
     study = _study(tmp_path)
     first = study.ask()
     first.suggest_float("lr", 0, 1)
-    first.set_user_attr("interrupted", True)
+    first.set_user_attr(TrialAttr.INTERRUPTED.key, True)
     study.tell(first, state=TrialState.FAIL)
     assert recover_interrupted(study) == [first.number]
     retry = study.ask()  # the next run stops before the objective suggests anything
     assert retry.params == {}
-    retry.set_user_attr("interrupted", True)
+    retry.set_user_attr(TrialAttr.INTERRUPTED.key, True)
     study.tell(retry, state=TrialState.FAIL)
     assert recover_interrupted(study) == [retry.number]
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))

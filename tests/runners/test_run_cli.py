@@ -19,6 +19,7 @@ from tests.runners._studies import trials as _trials
 from tests.runners._studies import wait_for_trials as _wait_for_trials
 from tuner.cli import main
 from tuner.space import load_space
+from tuner.studies import StudyAttr, TrialAttr
 
 SPACES = REPO / "tests" / "spaces"
 
@@ -48,8 +49,11 @@ def test_python_form_end_to_end(tmp_path, monkeypatch, capsys):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     t = trials[0]
     assert t.value == pytest.approx((t.params["x"] - 0.3) ** 2 + (t.params["y"] + 0.1) ** 2)
-    assert t.user_attrs["metrics"]["extra"] == 1.5
-    assert isinstance(t.user_attrs["seed"], int) and t.user_attrs["duration_s"] >= 0
+    assert t.user_attrs[TrialAttr.METRICS.key]["extra"] == 1.5
+    assert (
+        isinstance(t.user_attrs[TrialAttr.SEED.key], int)
+        and t.user_attrs[TrialAttr.DURATION.key] >= 0
+    )
     assert sorted(t.intermediate_values) == [0, 1, 2]
 
 
@@ -97,12 +101,12 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     for t in trials:
         by_fault.setdefault(t.params["fault"], set()).add(t.state)
         if t.state == TrialState.FAIL:
-            assert t.user_attrs["fail_reason"]
-            assert "interrupted" not in t.user_attrs
+            assert t.user_attrs[TrialAttr.FAIL_REASON.key]
+            assert TrialAttr.INTERRUPTED.key not in t.user_attrs
     assert by_fault.get("none") == {TrialState.COMPLETE}
     assert by_fault.get("crash") == {TrialState.FAIL}
     crash = next(t for t in trials if t.params["fault"] == "crash")
-    assert "ZeroDivisionError" in crash.user_attrs["stderr_tail"]
+    assert "ZeroDivisionError" in crash.user_attrs[TrialAttr.STDERR_TAIL.key]
 
 
 def test_all_trials_failing_exits_3(tmp_path, monkeypatch, capsys):
@@ -134,7 +138,7 @@ def test_trial_timeout_fails_the_trial(tmp_path, monkeypatch):
     )
     assert time.monotonic() - t0 < 15
     (t,) = _trials(tmp_path / "studies" / "hang.db", "hang")
-    assert t.state == TrialState.FAIL and "timed out" in t.user_attrs["fail_reason"]
+    assert t.state == TrialState.FAIL and "timed out" in t.user_attrs[TrialAttr.FAIL_REASON.key]
 
 
 def test_rerun_resumes_to_the_target(tmp_path, monkeypatch):
@@ -181,7 +185,7 @@ def test_pruning_prunes_poor_trials(tmp_path, monkeypatch):
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "the median pruner should stop some of 20 random trials"
     for t in pruned:
-        assert "pruned at step" in t.user_attrs["prune_reason"]
+        assert "pruned at step" in t.user_attrs[TrialAttr.PRUNE_REASON.key]
         assert max(t.intermediate_values) < 5  # stopped early, not after all 6 steps
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
     assert min(complete) <= min(min(t.intermediate_values.values()) for t in pruned)
@@ -246,13 +250,13 @@ def test_a_study_resumes_when_only_help_texts_or_the_hash_recipe_changed(tmp_pat
     assert _run(*quad, "--space", str(helped), "--n-trials", "2") == 0
     # a study whose hash an older mttune recorded (it covered help texts)
     study = optuna.load_study(study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db")
-    study.set_user_attr("mttune:space_hash", load_space(helped).legacy_hash)
+    study.set_user_attr(StudyAttr.SPACE_HASH.key, load_space(helped).legacy_hash)
     assert _run(*quad, "--space", str(helped), "--n-trials", "3") == 0
     assert len(_trials(tmp_path / "studies" / "quad.db", "quad")) == 3
     assert (
         optuna.load_study(
             study_name="quad", storage=f"sqlite:///{tmp_path}/studies/quad.db"
-        ).user_attrs["mttune:space_hash"]
+        ).user_attrs[StudyAttr.SPACE_HASH.key]
         == load_space(helped).hash
     )
 
@@ -344,8 +348,12 @@ def _check_resumed(tmp_path: Path, n_trials: int) -> None:
     trials = _trials(tmp_path / "studies" / "quad.db", "quad")
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
-    assert interrupted and all(t.user_attrs.get("interrupted") for t in interrupted)
-    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    assert interrupted and all(t.user_attrs.get(TrialAttr.INTERRUPTED.key) for t in interrupted)
+    retries = {
+        t.user_attrs[TrialAttr.RETRY_OF.key]: t
+        for t in trials
+        if TrialAttr.RETRY_OF.key in t.user_attrs
+    }
     # each interrupted trial was re-run once, with the same params; one killed before it
     # got any params has nothing to re-run (a new trial takes its place)
     rerun = [t for t in interrupted if t.params]

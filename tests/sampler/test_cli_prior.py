@@ -8,6 +8,7 @@ from tests.conftest import REPO, SCRIPTS
 from tuner.cli import main
 from tuner.prior import load_prior, save_prior
 from tuner.space import load_space
+from tuner.studies import StudyAttr, TrialAttr
 
 
 def test_run_with_a_prior_records_provenance(xy_prior, tmp_path, monkeypatch):
@@ -31,9 +32,9 @@ def test_run_with_a_prior_records_provenance(xy_prior, tmp_path, monkeypatch):
     )
     assert code == 0
     study = optuna.load_study(study_name="quad", storage="sqlite:///studies/quad.db")
-    sources = [t.user_attrs["mttune.source"] for t in study.trials]
+    sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
     assert sources[0] == "prior" and set(sources) <= {"prior", "adapted-prior", "fallback"}
-    assert study.user_attrs["mttune:prior"]["space_hash"] == xy_prior.space.hash
+    assert study.user_attrs[StudyAttr.PRIOR.key]["space_hash"] == xy_prior.space.hash
 
 
 def test_prior_for_another_space_is_refused_before_any_trial(

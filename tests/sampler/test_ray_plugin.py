@@ -9,6 +9,7 @@ import pytest
 
 from tuner.runners import RayOptions, ray_cluster
 from tuner.sampler import MetaPriorSampler
+from tuner.studies import TrialAttr
 
 pytestmark = pytest.mark.ray
 
@@ -39,5 +40,5 @@ def test_optuna_search_with_meta_prior_sampler(xy_prior):
     assert len(losses) == 6 and all(loss >= 0 for loss in losses)
     assert min(losses) < 0.2, losses  # the zero-shot proposal alone is near the optimum
     trials = search._ot_study.trials  # OptunaSearch's own study, driven by our sampler
-    sources = [t.user_attrs.get("mttune.source") for t in trials]
+    sources = [t.user_attrs.get(TrialAttr.SOURCE.key) for t in trials]
     assert sources[0] == "prior" and set(sources) <= {"prior", "adapted-prior", "fallback"}

@@ -16,15 +16,7 @@ from optuna.trial import TrialState
 from tests.sampler.conftest import CENTRE, bowl, family_centre
 from tuner.prior import save_prior
 from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
-from tuner.sampler._sampler import (
-    ATTR_CONCORDANCE,
-    ATTR_GUARD,
-    ATTR_POOR,
-    ATTR_PORTFOLIO,
-    ATTR_PRED_MEAN,
-    ATTR_PRED_STD,
-    ATTR_SOURCE,
-)
+from tuner.studies import TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -45,7 +37,7 @@ def test_zero_shot_warm_start_is_good_and_diverse(xy_prior):
     for t in trials:
         points.append((t.suggest_float("x", -1, 1), t.suggest_float("y", -1, 1)))
     for t in study.get_trials():
-        assert t.user_attrs[ATTR_SOURCE] == "prior"
+        assert t.user_attrs[TrialAttr.SOURCE.key] == "prior"
     pts = np.array(points)
     d = np.sqrt((((pts[:, None] - pts[None]) / 2) ** 2).mean(-1))  # RMS in the unit cube
     assert d[np.triu_indices(3, 1)].min() >= 0.15 - 1e-9
@@ -64,7 +56,7 @@ def test_adapts_and_beats_random_on_family_tasks(xy_prior):
         r = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         r.optimize(objective_for(centre), n_trials=15)
         rand.append(r.best_value)
-        sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials]
+        sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
         assert sources[0] == "prior" and "adapted-prior" in sources[1:]
     assert np.mean(ours) < np.mean(rand) / 3
 
@@ -76,8 +68,8 @@ def test_first_trials_are_distinct_portfolio_configs(xy_prior):
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective_for(CENTRE), n_trials=8)
     # (the guard hands a trial to the fallback now and then, with probability 1 - trust)
-    early = [t for t in study.trials[:5] if t.user_attrs[ATTR_SOURCE] != "fallback"]
-    first = [t.user_attrs.get(ATTR_PORTFOLIO) for t in early]
+    early = [t for t in study.trials[:5] if t.user_attrs[TrialAttr.SOURCE.key] != "fallback"]
+    first = [t.user_attrs.get(TrialAttr.PORTFOLIO.key) for t in early]
     assert len(early) >= 3
     assert all(isinstance(i, int) for i in first) and len(set(first)) == len(early)
     for t, i in zip(early, first, strict=True):
@@ -86,7 +78,7 @@ def test_first_trials_are_distinct_portfolio_configs(xy_prior):
     off = MetaPriorSampler(xy_prior, portfolio_trials=0, seed=0)
     study = optuna.create_study(sampler=off)
     study.optimize(objective_for(CENTRE), n_trials=8)
-    assert any(ATTR_PORTFOLIO not in t.user_attrs for t in study.trials[1:])
+    assert any(TrialAttr.PORTFOLIO.key not in t.user_attrs for t in study.trials[1:])
 
 
 def test_provenance_attributes(xy_prior, tmp_path):
@@ -95,14 +87,14 @@ def test_provenance_attributes(xy_prior, tmp_path):
     study.optimize(objective_for(CENTRE), n_trials=8)
     trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
     for t in trials:
-        assert t.user_attrs[ATTR_SOURCE] in {"prior", "adapted-prior", "fallback"}
-        guard = t.user_attrs[ATTR_GUARD]
+        assert t.user_attrs[TrialAttr.SOURCE.key] in {"prior", "adapted-prior", "fallback"}
+        guard = t.user_attrs[TrialAttr.GUARD.key]
         assert set(guard) == {"trust", "evidence", "concordance", "z", "fired"}
-        assert isinstance(t.user_attrs[ATTR_PRED_MEAN], float)
-        assert t.user_attrs[ATTR_PRED_STD] > 0
+        assert isinstance(t.user_attrs[TrialAttr.PRED_MEAN.key], float)
+        assert t.user_attrs[TrialAttr.PRED_STD.key] > 0
     # evidence needs two earlier finished trials
-    assert ATTR_CONCORDANCE not in trials[1].user_attrs
-    assert all(0.0 <= t.user_attrs[ATTR_CONCORDANCE] <= 1.0 for t in trials[3:])
+    assert TrialAttr.CONCORDANCE.key not in trials[1].user_attrs
+    assert all(0.0 <= t.user_attrs[TrialAttr.CONCORDANCE.key] <= 1.0 for t in trials[3:])
 
 
 def test_same_seed_same_suggestions_and_reseed(xy_prior):
@@ -159,7 +151,7 @@ def test_enqueued_and_partially_fixed_params(xy_prior):
     # the prior's proposal is made knowing x is fixed: its recorded prediction is for the
     # config the trial ran, not for a proposal with another x
     pred = xy_prior.adapt().predict(xy_prior.encoder.encode(first.params)[None]).mean[0]
-    assert first.user_attrs[ATTR_PRED_MEAN] == pytest.approx(pred, abs=1e-5)
+    assert first.user_attrs[TrialAttr.PRED_MEAN.key] == pytest.approx(pred, abs=1e-5)
     fixed = optuna.samplers.PartialFixedSampler({"y": 0.5}, MetaPriorSampler(xy_prior, seed=0))
     study2 = optuna.create_study(sampler=fixed)
     study2.optimize(objective_for(CENTRE), n_trials=6)
@@ -208,7 +200,7 @@ def test_no_startup_trials_adapts_from_the_first_trial(xy_prior):
     study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, n_startup_trials=0, seed=0))
     study.optimize(objective_for(CENTRE), n_trials=3)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    assert study.trials[0].user_attrs[ATTR_SOURCE] == "adapted-prior"
+    assert study.trials[0].user_attrs[TrialAttr.SOURCE.key] == "adapted-prior"
 
 
 def test_one_sampler_reused_across_studies(xy_prior):
@@ -252,7 +244,7 @@ def test_two_processes_share_one_rdb_study(xy_prior, tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     trials = optuna.load_study(study_name="shared", storage=storage).trials
     assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(ATTR_SOURCE in t.user_attrs for t in trials)
+    assert all(TrialAttr.SOURCE.key in t.user_attrs for t in trials)
 
 
 def test_misleading_prior_is_caught_by_the_guard(xy_prior):
@@ -264,7 +256,7 @@ def test_misleading_prior_is_caught_by_the_guard(xy_prior):
         study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=seed))
         study.optimize(objective_for(far), n_trials=30)
         finals.append(study.best_value)
-        guards = [t.user_attrs[ATTR_GUARD] for t in study.trials]
+        guards = [t.user_attrs[TrialAttr.GUARD.key] for t in study.trials]
         fired += any(g["fired"] for g in guards)
         tpe = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
         tpe.optimize(objective_for(far), n_trials=30)
@@ -282,9 +274,9 @@ def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior, caplog):
         sampler=MetaPriorSampler(xy_prior, seed=0, guard=NegativeTransferGuard(min_evidence=4)),
     )
     study.optimize(objective_for(CENTRE), n_trials=25)
-    guards = [t.user_attrs[ATTR_GUARD] for t in study.trials]
+    guards = [t.user_attrs[TrialAttr.GUARD.key] for t in study.trials]
     assert any(g["fired"] for g in guards)
-    sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials[-10:]]
+    sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials[-10:]]
     assert sources.count("fallback") >= 5
     warnings = [r.getMessage() for r in caplog.records if "mean evidence" in r.getMessage()]
     assert len(warnings) == 1  # said once, not on every trial
@@ -306,15 +298,15 @@ def test_poor_proposals_of_the_prior_count_as_evidence_against_it(xy_prior):
         study.tell(trial, value)
         told[value] = study.trials[trial.number]
     bad, good = told.values()
-    assert bad.user_attrs[ATTR_SOURCE] == "adapted-prior"  # (seeded: not the 5 % to TPE)
-    assert bad.user_attrs[ATTR_POOR] is True
-    assert ATTR_POOR not in good.user_attrs
+    assert bad.user_attrs[TrialAttr.SOURCE.key] == "adapted-prior"  # (seeded: not the 5 % to TPE)
+    assert bad.user_attrs[TrialAttr.POOR.key] is True
+    assert TrialAttr.POOR.key not in good.user_attrs
     # the guard's evidence: the concordances, with 0 for the poor proposals
     state = MetaPriorSampler(xy_prior, seed=0)._decide(study, study.ask()).guard
     evidence = [
-        0.0 if t.user_attrs.get(ATTR_POOR) else t.user_attrs[ATTR_CONCORDANCE]
+        0.0 if t.user_attrs.get(TrialAttr.POOR.key) else t.user_attrs[TrialAttr.CONCORDANCE.key]
         for t in study.trials
-        if ATTR_CONCORDANCE in t.user_attrs
+        if TrialAttr.CONCORDANCE.key in t.user_attrs
     ]
     assert 0.0 in evidence and state.concordance == pytest.approx(np.mean(evidence))
 
@@ -343,7 +335,7 @@ def test_the_fallback_starts_with_random_trials(xy_prior):
     fallback's own, so a distrusted prior's proposals do not seed the fallback's model."""
     study = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=4))
     study.optimize(objective_for(CENTRE), n_trials=9)
-    sources = [t.user_attrs[ATTR_SOURCE] for t in study.trials]
+    sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
     assert sources == ["prior"] * 1 + ["fallback"] * 8
     from_fallback = [t.params == {"x": 0.25, "y": 0.25} for t in study.trials[1:]]
     assert from_fallback == [False] * 4 + [True] * 4
@@ -368,7 +360,7 @@ def test_multi_objective_goes_to_the_fallback(xy_prior):
     study.optimize(
         lambda t: (t.suggest_float("x", -1, 1), t.suggest_float("y", -1, 1)), n_trials=5
     )
-    assert all(t.user_attrs[ATTR_SOURCE] == "fallback" for t in study.trials)
+    assert all(t.user_attrs[TrialAttr.SOURCE.key] == "fallback" for t in study.trials)
 
 
 def test_bad_arguments_are_clear_errors(xy_prior, tmp_path):

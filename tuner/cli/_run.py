@@ -45,7 +45,7 @@ parameters; its result lands in an Optuna study (SQLite under studies/ by defaul
 Re-running the same command resumes the study: finished trials are kept, interrupted
 ones are re-run, and only the missing trials (up to --n-trials) are added.
 
-Two forms of script (see README, "Training scripts"):
+Two forms of script (see docs/scripts.md):
   a Python file defining  train(params: dict, report) -> float | dict
   any executable: gets --name value arguments and MTTUNE_PARAMS (JSON), prints JSON lines
 

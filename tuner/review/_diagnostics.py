@@ -13,6 +13,7 @@ from optuna.trial import create_trial
 from scipy import stats
 
 from tuner.review._load import StudyData
+from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = ["convergence", "failures", "importance", "prior_diagnostics", "search_rows"]
 
@@ -143,7 +144,7 @@ def failures(data: StudyData) -> dict[str, Any]:
     for i in range(len(data)):
         state = str(data.states[i]).lower()
         attrs = data.attrs[i]
-        if state == "fail" and attrs.get("interrupted"):
+        if state == "fail" and TrialAttr.INTERRUPTED.get(attrs):
             state = "interrupted"
         if state == "complete" and not math.isfinite(data.values[i]):
             nonfinite += 1
@@ -152,7 +153,7 @@ def failures(data: StudyData) -> dict[str, Any]:
             continue
         by_state[state] += 1
         if state == "fail":
-            reason = attrs.get("fail_reason")
+            reason = TrialAttr.FAIL_REASON.get(attrs)
             reason = str(reason)[:300] if reason else "(no fail_reason recorded)"
             reasons.setdefault(reason, []).append(int(data.numbers[i]))
     top = sorted(reasons.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))[:_TOP_REASONS]
@@ -173,12 +174,12 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
     correlation: Spearman's rho and Kendall's tau between the prediction and the
     direction-adjusted value (positive: the prior ordered the trials correctly).
     """
-    rows = [i for i in range(len(data)) if "mttune.source" in data.attrs[i]]
-    info = data.user_attrs.get("mttune:prior")
-    if not rows and not isinstance(info, dict):
+    rows = [i for i in range(len(data)) if TrialAttr.SOURCE.has(data.attrs[i])]
+    info = StudyAttr.PRIOR.get(data.user_attrs)
+    if not rows and info is None:
         return None
     idx = np.array(rows, dtype=np.int64)
-    src = np.array([str(data.attrs[i]["mttune.source"]) for i in rows], dtype=object)
+    src = np.array([str(TrialAttr.SOURCE.get(data.attrs[i])) for i in rows], dtype=object)
     done = (data.states[idx] == "COMPLETE") & np.isfinite(data.values[idx])
     by_source = {}
     for name in sorted(set(src.tolist()), key=lambda s: (*SOURCE_ORDER, s).index(s)):
@@ -191,7 +192,7 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
             "best": None if not len(vals) else float(vals.min() if data.sign > 0 else vals.max()),
         }
     pred_all = np.array(
-        [_number_or_nan(data.attrs[i].get("mttune.pred_mean")) for i in rows], dtype=np.float64
+        [_number_or_nan(TrialAttr.PRED_MEAN.get(data.attrs[i])) for i in rows], dtype=np.float64
     )
     scored = np.flatnonzero(done & np.isfinite(pred_all))
     pred = pred_all[scored]
@@ -206,7 +207,7 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
     points = []
     for j in shown.tolist():
         i = rows[j]
-        sd = data.attrs[i].get("mttune.pred_std")
+        sd = TrialAttr.PRED_STD.get(data.attrs[i])
         points.append(
             {
                 "number": int(data.numbers[i]),
@@ -219,9 +220,9 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
     points_all = len(scored)
     guard = _guard(data, rows)
     conc = [
-        float(data.attrs[i]["mttune.concordance"])
+        float(c)
         for i in rows
-        if isinstance(data.attrs[i].get("mttune.concordance"), int | float)
+        if isinstance(c := TrialAttr.CONCORDANCE.get(data.attrs[i]), int | float)
     ]
     return {
         "sources": by_source,
@@ -229,11 +230,11 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
             e["trials"] for s, e in by_source.items() if s in ("prior", "adapted-prior")
         ),
         "fallback": by_source.get("fallback", {}).get("trials", 0),
-        "poor_proposals": sum(data.attrs[i].get("mttune.poor_proposal") is True for i in rows),
+        "poor_proposals": sum(TrialAttr.POOR.get(data.attrs[i]) is True for i in rows),
         "correlation": corr,
         "concordance": {"n": len(conc), "mean": float(np.mean(conc)) if conc else None},
         "guard": guard,
-        "study_prior": info if isinstance(info, dict) else None,
+        "study_prior": info,
         "points": points,
         "points_total": points_all,
     }
@@ -247,9 +248,9 @@ def _number_or_nan(value: Any) -> float:
 
 def _guard(data: StudyData, rows: list[int]) -> dict[str, Any]:
     states = [
-        (int(data.numbers[i]), data.attrs[i]["mttune.guard"])
+        (int(data.numbers[i]), g)
         for i in rows
-        if isinstance(data.attrs[i].get("mttune.guard"), dict)
+        if isinstance(g := TrialAttr.GUARD.get(data.attrs[i]), dict)
     ]
     fired = [n for n, g in states if g.get("fired")]
     last = states[-1][1] if states else {}

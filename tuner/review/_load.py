@@ -37,8 +37,12 @@ from optuna.trial import TrialState
 
 from tuner._errors import MttuneError
 from tuner.studies import (
+    Attr,
     StorageError,
+    StudyAttr,
     StudyNotFoundError,
+    TrialAttr,
+    canonical_trial_attrs,
     check_sqlite_file,
     is_wal_database,
     normalize_url,
@@ -57,18 +61,19 @@ __all__ = [
 
 # The trial user attributes review uses; others are never read (they can be large).
 ATTR_KEYS = (
-    "verify",
-    "fail_reason",
-    "prune_reason",
-    "interrupted",
-    "retry_of",
-    "mttune.source",
-    "mttune.pred_mean",
-    "mttune.pred_std",
-    "mttune.concordance",
-    "mttune.poor_proposal",
-    "mttune.guard",
+    TrialAttr.VERIFY,
+    TrialAttr.FAIL_REASON,
+    TrialAttr.PRUNE_REASON,
+    TrialAttr.INTERRUPTED,
+    TrialAttr.RETRY_OF,
+    TrialAttr.SOURCE,
+    TrialAttr.PRED_MEAN,
+    TrialAttr.PRED_STD,
+    TrialAttr.CONCORDANCE,
+    TrialAttr.POOR,
+    TrialAttr.GUARD,
 )
+_GUARD = TrialAttr.GUARD.key
 
 _REQUIRED_COLUMNS = {
     "studies": {"study_id", "study_name"},
@@ -150,7 +155,8 @@ class StudyData:
         states: Trial state names (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``).
         values: Objective values (``nan`` where a trial has none).
         distributions: The latest distribution of every parameter.
-        attrs: Each trial's user attributes among :data:`ATTR_KEYS` (and those asked for).
+        attrs: Each trial's user attributes among :data:`ATTR_KEYS` (and those asked for),
+            under their current names (:func:`tuner.studies.canonical_trial_attrs`).
         internal: Parameters in Optuna's internal (float) representation, one column per
             entry of ``distributions`` (``inf`` where a trial does not set it): what
             identical configs are grouped by.
@@ -160,7 +166,7 @@ class StudyData:
         tags: The ``verify`` tag of each verification run, by row.
         verification: Whether each row is a verification run (``mttune verify``).
 
-    ``mttune.guard`` is kept only where the guard fired and on the last trial that has it:
+    :attr:`TrialAttr.GUARD` is kept only where the guard fired and on the last trial that has it:
     all that review reports, and decoding 100,000 of them would take a second.
     """
 
@@ -185,7 +191,7 @@ class StudyData:
         self.trial_distributions = _ParamsView(self, distributions=True)
         self.tags = {}
         for i, attrs in enumerate(self.attrs):
-            if "verify" in attrs:
+            if TrialAttr.VERIFY.key in attrs:
                 tag = verify_tag(attrs)
                 if tag is not None:
                     self.tags[i] = tag
@@ -199,8 +205,8 @@ class StudyData:
     @property
     def objective(self) -> str:
         """The objective's metric name (as ``mttune run`` recorded it), else ``value``."""
-        name = self.user_attrs.get("mttune:objective")
-        return name if isinstance(name, str) and name else "value"
+        name = StudyAttr.OBJECTIVE.get(self.user_attrs)
+        return name or "value"
 
     @property
     def sign(self) -> float:
@@ -209,27 +215,27 @@ class StudyData:
 
 
 def verify_tag(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``verify`` attribute of a trial when it is a well-formed verification tag."""
-    tag = attrs.get("verify")
+    """The verification tag of a trial (:attr:`TrialAttr.VERIFY`) when it is well formed."""
+    tag = TrialAttr.VERIFY.get(attrs)
     if isinstance(tag, dict) and tag.get("kind") in ("repeat", "perturb"):
         return tag
     return None
 
 
 def _thin_guards(attrs: list[dict[str, Any]]) -> None:
-    """Keep ``mttune.guard`` only where it fired and on the last trial that has it."""
-    rows = [i for i, a in enumerate(attrs) if "mttune.guard" in a]
+    """Keep the guard's state only where it fired and on the last trial that has it."""
+    rows = [i for i, a in enumerate(attrs) if _GUARD in a]
     for i in rows[:-1]:
-        guard = attrs[i]["mttune.guard"]
+        guard = attrs[i][_GUARD]
         if isinstance(guard, str):  # still JSON text (see _sql_study)
             if "true" not in guard:  # cannot have fired
-                del attrs[i]["mttune.guard"]
+                del attrs[i][_GUARD]
                 continue
-            guard = attrs[i]["mttune.guard"] = _json(guard)
+            guard = attrs[i][_GUARD] = _json(guard)
         if not (isinstance(guard, dict) and guard.get("fired")):
-            del attrs[i]["mttune.guard"]
-    if rows and isinstance(attrs[rows[-1]]["mttune.guard"], str):
-        attrs[rows[-1]]["mttune.guard"] = _json(attrs[rows[-1]]["mttune.guard"])
+            del attrs[i][_GUARD]
+    if rows and isinstance(attrs[rows[-1]][_GUARD], str):
+        attrs[rows[-1]][_GUARD] = _json(attrs[rows[-1]][_GUARD])
 
 
 # ---------------------------------------------------------------------- public entry points
@@ -247,13 +253,13 @@ def list_studies(location: str) -> list[StudyInfo]:
     return _api_list(location)
 
 
-def read_study(location: str, study_name: str, *, extra_attrs: Sequence[str] = ()) -> StudyData:
+def read_study(location: str, study_name: str, *, extra_attrs: Sequence[Attr] = ()) -> StudyData:
     """Read one study's trials (read-only).
 
     Args:
         location: Storage URL, SQLite path or journal file.
         study_name: The study.
-        extra_attrs: Trial user attributes to read besides :data:`ATTR_KEYS` (e.g. ``seed``).
+        extra_attrs: Trial user attributes to read besides :data:`ATTR_KEYS` (e.g. the seed).
 
     Raises:
         StorageError: if the location is not a readable Optuna storage.
@@ -407,7 +413,7 @@ def _sql_list(con: _Reader) -> list[StudyInfo]:
 
 
 def _sql_study(
-    con: _Reader, location: str, study_name: str, extra_attrs: Sequence[str] = ()
+    con: _Reader, location: str, study_name: str, extra_attrs: Sequence[Attr] = ()
 ) -> StudyData:
     rows = con.execute(
         "SELECT study_id FROM studies WHERE study_name = ?",
@@ -473,7 +479,7 @@ def _sql_study(
         if i >= last_json.get(name, (-1, ""))[0]:
             last_json[name] = (i, dist_json)
     attrs: list[dict[str, Any]] = [{} for _ in range(n)]
-    keys = (*ATTR_KEYS, *extra_attrs)
+    keys = _attr_names(extra_attrs)
     marks = ",".join("?" * len(keys))
     for tid, key, value_json in con.execute(
         "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
@@ -481,7 +487,8 @@ def _sql_study(
         (sid, *keys),
     ):
         # Guards stay JSON text until StudyData keeps the few it needs (_thin_guards).
-        attrs[index[tid]][key] = value_json if key == "mttune.guard" else _json(value_json)
+        attrs[index[tid]][key] = value_json if key == _GUARD else _json(value_json)
+    attrs = _canonical(attrs)
     cache: dict[str, BaseDistribution] = {}
 
     def dist_of(text: str) -> BaseDistribution:
@@ -527,8 +534,8 @@ def _sql_study(
 
 def _param_order(user_attrs: dict[str, Any], latest: dict[str, Any]) -> list[str]:
     """Parameters in the order of the recorded search space, the others after."""
-    space = user_attrs.get("mttune:space")
-    names = list(space.get("params", {})) if isinstance(space, dict) else []
+    space = StudyAttr.SPACE.get(user_attrs)
+    names = list(space.get("params", {})) if space is not None else []
     return names + [n for n in latest if n not in names]
 
 
@@ -606,7 +613,7 @@ def _api_list(location: str) -> list[StudyInfo]:
     return out
 
 
-def _api_study(location: str, study_name: str, extra_attrs: Sequence[str] = ()) -> StudyData:
+def _api_study(location: str, study_name: str, extra_attrs: Sequence[Attr] = ()) -> StudyData:
     storage = _api_storage(location)
     studies = {s.study_name: s for s in storage.get_all_studies()}
     if study_name not in studies:
@@ -643,13 +650,28 @@ def _api_study(location: str, study_name: str, extra_attrs: Sequence[str] = ()) 
         states=np.array([t.state.name for t in trials], dtype="<U8"),
         values=values,
         distributions={name: latest[name][1] for name in names},
-        attrs=[
-            {k: t.user_attrs[k] for k in (*ATTR_KEYS, *extra_attrs) if k in t.user_attrs}
-            for t in trials
-        ],
+        attrs=_canonical(
+            [
+                {k: t.user_attrs[k] for k in _attr_names(extra_attrs) if k in t.user_attrs}
+                for t in trials
+            ]
+        ),
         internal=matrix,
         cell_distributions=cells,
     )
+
+
+def _attr_names(extra: Sequence[Attr]) -> tuple[str, ...]:
+    """Every name (current and legacy) of the attributes review reads."""
+    return tuple(name for attr in (*ATTR_KEYS, *extra) for name in attr.names)
+
+
+_LEGACY_NAMES = frozenset(name for attr in TrialAttr.all() for name in attr.legacy)
+
+
+def _canonical(attrs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each trial's attributes under their current names (studies of earlier versions)."""
+    return [canonical_trial_attrs(a) if _LEGACY_NAMES.intersection(a) else a for a in attrs]
 
 
 def _number(t: optuna.trial.FrozenTrial) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 from tuner.review._confidence import Analysis, Estimate
 from tuner.review._configs import ConfigGroup
 from tuner.review._load import StudyData
+from tuner.studies import TrialAttr
 
 __all__ = ["ParamRobustness", "Robustness", "robustness"]
 
@@ -311,7 +312,7 @@ def _failed_moves(analysis: Analysis, numbers: set[int]) -> dict[tuple[str, int]
     out: dict[tuple[str, int], list[int]] = {}
     for i in np.flatnonzero(data.states == "FAIL").tolist():
         move = _move(data, i, numbers)
-        if move is not None and not data.attrs[i].get("interrupted"):
+        if move is not None and not TrialAttr.INTERRUPTED.get(data.attrs[i]):
             out.setdefault(move[:2], []).append(i)
     return out
 

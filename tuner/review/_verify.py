@@ -35,7 +35,7 @@ from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
 from tuner.runners import ScriptSpec, outcome_attrs, run_script
-from tuner.studies import open_storage
+from tuner.studies import TrialAttr, open_storage
 
 __all__ = ["VerifyOptions", "VerifyResult", "VerifyRun", "verify_study"]
 
@@ -175,7 +175,7 @@ def verify_study(
         read_study(location, study_name)  # raises, listing the studies there are
     storage = open_storage(location)
     study_id = storage.get_study_id_from_name(study_name)
-    data = read_study(location, study_name, extra_attrs=("seed",))
+    data = read_study(location, study_name, extra_attrs=(TrialAttr.SEED,))
     before = analyse(data, top_k=options.top_k, seed=review_seed)
     targets = before.candidates[: options.top_k]
     if not targets:
@@ -183,7 +183,7 @@ def verify_study(
             f"study {study_name!r} has no completed trial with a finite value: nothing to "
             "verify. Run trials first (mttune run)."
         )
-    used = {a["seed"] for a in data.attrs if isinstance(a.get("seed"), int)}
+    used = {s for a in data.attrs if (s := TrialAttr.SEED.get(a)) is not None}
     rng = np.random.default_rng(options.seed)
     runs: list[VerifyRun] = []
     for rank, est in enumerate(targets, 1):
@@ -215,10 +215,10 @@ def verify_study(
                 timeout=options.trial_timeout,
                 max_output_bytes=options.max_output_bytes,
             )
-            attrs = {**outcome_attrs(outcome), "seed": seed, "verify": tag}
+            attrs = {**outcome_attrs(outcome), TrialAttr.SEED.key: seed, TrialAttr.VERIFY.key: tag}
             complete = outcome.state == "complete" and outcome.value is not None
             if not complete:
-                attrs.setdefault("fail_reason", outcome.reason or "no result")
+                attrs.setdefault(TrialAttr.FAIL_REASON.key, outcome.reason or "no result")
             trial = create_trial(
                 state=TrialState.COMPLETE if complete else TrialState.FAIL,
                 value=outcome.value if complete else None,

@@ -28,7 +28,7 @@ from tuner.runners._study import (
     trial_seed,
 )
 from tuner.space import SearchSpace
-from tuner.studies import open_storage, storage_failure
+from tuner.studies import StudyAttr, TrialAttr, open_storage, storage_failure
 
 __all__ = [
     "RunOptions",
@@ -157,15 +157,15 @@ def create_or_resume_study(
             f"space says '{space.objective.direction}'. Use another --study name or fix the "
             "space's objective.direction."
         )
-    recorded = study.user_attrs.get("mttune:space_hash")
+    recorded = StudyAttr.SPACE_HASH.get(study.user_attrs)
     if recorded is None:
-        study.set_user_attr("mttune:space_hash", space.hash)
-        study.set_user_attr("mttune:space", space.to_dict())
-        study.set_user_attr("mttune:objective", space.objective.name)
+        study.set_user_attr(StudyAttr.SPACE_HASH.key, space.hash)
+        study.set_user_attr(StudyAttr.SPACE.key, space.to_dict())
+        study.set_user_attr(StudyAttr.OBJECTIVE.key, space.objective.name)
     elif recorded != space.hash:
-        old = study.user_attrs.get("mttune:space")
+        old = StudyAttr.SPACE.get(study.user_attrs)
         diff = ""
-        if isinstance(old, dict):
+        if old is not None:
             try:
                 before = SearchSpace.from_dict(old)
             except MttuneError:
@@ -173,8 +173,8 @@ def create_or_resume_study(
             if before is not None and before.hash == space.hash:
                 # the same space (its recorded hash was made by an older mttune, or only the
                 # help texts changed): record the current hash and go on
-                study.set_user_attr("mttune:space_hash", space.hash)
-                study.set_user_attr("mttune:space", space.to_dict())
+                study.set_user_attr(StudyAttr.SPACE_HASH.key, space.hash)
+                study.set_user_attr(StudyAttr.SPACE.key, space.to_dict())
                 return study
             if before is not None:
                 diff = "; ".join(before.diff(space)[:5])
@@ -218,12 +218,12 @@ def run_study(
 
     def run_one(trial: optuna.Trial) -> float:
         if stop_event.is_set():
-            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run is stopping")
-        trial.set_user_attr("runner", runner_attr())
+        trial.set_user_attr(TrialAttr.RUNNER.key, runner_attr())
         params = space.suggest(trial)
         seed = trial_seed(options.seed, trial.number)
-        trial.set_user_attr("seed", seed)
+        trial.set_user_attr(TrialAttr.SEED.key, seed)
 
         def on_report(step: int, value: float) -> bool:
             if step < 0:
@@ -249,11 +249,11 @@ def run_study(
                 cancel=stop_event,
             )
         except BaseException:
-            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise
         if outcome.state == "failed" and stop_event.is_set():
             # killed by the stop (a script that finished just before it keeps its result)
-            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run was stopped")
         recorded = outcome_attrs(outcome)
         try:
@@ -262,7 +262,11 @@ def run_study(
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another runner failed this trial as dead (this one was paused past its
             # heartbeat's grace period): keep the result as a retry of it.
-            keep_superseded(trial, outcome, {"runner": runner_attr(), "seed": seed, **recorded})
+            keep_superseded(
+                trial,
+                outcome,
+                {TrialAttr.RUNNER.key: runner_attr(), TrialAttr.SEED.key: seed, **recorded},
+            )
             superseded.set()
             raise _Superseded() from None
         if outcome.state == "complete":
@@ -279,8 +283,8 @@ def run_study(
             "failed": TrialState.FAIL,
         }[outcome.state]
         if state == TrialState.FAIL:
-            attrs.setdefault("fail_reason", outcome.reason or "failed")
-        attrs = {**attrs, "retry_of": trial.number}
+            attrs.setdefault(TrialAttr.FAIL_REASON.key, outcome.reason or "failed")
+        attrs = {**attrs, TrialAttr.RETRY_OF.key: trial.number}
         value = outcome.value if state == TrialState.COMPLETE else None
         intermediate = {int(k): float(v) for k, v in outcome.intermediate}
         # the other runner may have queued a re-run of it already: fill that one in
@@ -369,9 +373,9 @@ def run_study(
 def _claim_waiting_retry(study: optuna.Study, number: int) -> FrozenTrial | None:
     """Take a queued re-run of trial ``number`` (WAITING -> RUNNING), if there is one."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.user_attrs.get("retry_of") == number and study._storage.set_trial_state_values(
-            t._trial_id, TrialState.RUNNING
-        ):
+        if TrialAttr.RETRY_OF.get(
+            t.user_attrs
+        ) == number and study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
             return t
     return None
 

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from tuner.runners._study import StudyCounts
+from tuner.studies import TrialAttr
 
 __all__ = ["LineProgress", "NullProgress", "Progress", "RichProgress", "make_progress"]
 
@@ -69,10 +70,10 @@ def _trial_line(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return f"trial {trial.number} finished: {trial.value:.6g}"
     if trial.state == TrialState.PRUNED:
-        return f"trial {trial.number} pruned ({trial.user_attrs.get('prune_reason', '')})"
-    if trial.user_attrs.get("interrupted"):
+        return f"trial {trial.number} pruned ({TrialAttr.PRUNE_REASON.get(trial.user_attrs, '')})"
+    if TrialAttr.INTERRUPTED.get(trial.user_attrs):
         return f"trial {trial.number} interrupted (it will be re-run)"
-    return f"trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown')}"
+    return f"trial {trial.number} FAILED: {TrialAttr.FAIL_REASON.get(trial.user_attrs, 'unknown')}"
 
 
 class RichProgress:

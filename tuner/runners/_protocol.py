@@ -1,6 +1,6 @@
 """The training-script protocol: run one trial of a user script in a subprocess.
 
-Two forms of script are supported (see README, "Training scripts"):
+Two forms of script are supported (see ``docs/scripts.md``):
 
 (a) **Python**: a ``.py`` file with a top-level ``def train(params, report)``. It runs in a fresh
     interpreter under :mod:`tuner.runners._harness`; ``report(step, value)`` gives intermediate

@@ -70,6 +70,7 @@ from tuner.runners._study import (
     trial_seed,
 )
 from tuner.space import SearchSpace
+from tuner.studies import TrialAttr
 
 __all__ = ["ScriptTrainable", "StudySearcher", "TrialHook", "TrialJob", "tune_study"]
 
@@ -343,7 +344,7 @@ class StudySearcher(OptunaSearch):
             # keeps each trial's heartbeat itself, as optimize does.
             warnings.simplefilter("ignore", UserWarning)
             trial = self._study.ask()
-        trial.set_user_attr("runner", runner_attr())
+        trial.set_user_attr(TrialAttr.RUNNER.key, runner_attr())
         heartbeat = get_heartbeat_thread(trial._trial_id, self._study._storage)
         heartbeat.start()
         live = _Live(trial, heartbeat, time.monotonic())
@@ -352,10 +353,12 @@ class StudySearcher(OptunaSearch):
         try:
             params = self._search_space.suggest(trial)
             seed = trial_seed(self._options.seed, trial.number)
-            trial.set_user_attr("seed", seed)
+            trial.set_user_attr(TrialAttr.SEED.key, seed)
         except BaseException as e:
             del self._live[trial_id]
-            self._finish(live, TrialState.FAIL, {"fail_reason": f"cannot sample: {e!r}"})
+            self._finish(
+                live, TrialState.FAIL, {TrialAttr.FAIL_REASON.key: f"cannot sample: {e!r}"}
+            )
             raise
         return {"params": params, "number": trial.number, "seed": seed}
 
@@ -393,13 +396,13 @@ class StudySearcher(OptunaSearch):
             step, value = result[STEP], result[METRIC]
             self._report(live, step, value)
             attrs = {
-                "duration_s": round(time.monotonic() - live.started, 3),
-                "exit_code": None,
-                "prune_reason": f"pruned at step {step} (value {value:.6g}) by ASHA",
+                TrialAttr.DURATION.key: round(time.monotonic() - live.started, 3),
+                TrialAttr.EXIT_CODE.key: None,
+                TrialAttr.PRUNE_REASON.key: f"pruned at step {step} (value {value:.6g}) by ASHA",
             }
             self._finish(live, TrialState.PRUNED, attrs)
         else:  # ended before its first report without an error: the run is stopping
-            self._finish(live, TrialState.FAIL, {"interrupted": True}, recover=False)
+            self._finish(live, TrialState.FAIL, {TrialAttr.INTERRUPTED.key: True}, recover=False)
 
     def record_error(self, trial_id: str, error: str, *, recover: bool = True) -> None:
         """Record a trial whose Ray task failed (its worker died): re-run it once."""
@@ -408,23 +411,23 @@ class StudySearcher(OptunaSearch):
             return
         summary = _error_summary(error)
         attrs: dict[str, Any] = {
-            "duration_s": round(time.monotonic() - live.started, 3),
-            "stderr_tail": error[-STDERR_TAIL_CHARS:],
+            TrialAttr.DURATION.key: round(time.monotonic() - live.started, 3),
+            TrialAttr.STDERR_TAIL.key: error[-STDERR_TAIL_CHARS:],
         }
         if self._is_rerun_of_ray_fault(live.trial):
-            attrs["fail_reason"] = f"{RAY_FAULT} again: {summary}"
+            attrs[TrialAttr.FAIL_REASON.key] = f"{RAY_FAULT} again: {summary}"
         else:
-            attrs["fail_reason"] = f"{RAY_FAULT} (re-run as a new trial): {summary}"
-            attrs["interrupted"] = True
+            attrs[TrialAttr.FAIL_REASON.key] = f"{RAY_FAULT} (re-run as a new trial): {summary}"
+            attrs[TrialAttr.INTERRUPTED.key] = True
         self._finish(live, TrialState.FAIL, attrs, recover=recover)
 
     def _is_rerun_of_ray_fault(self, trial: optuna.Trial) -> bool:
-        number = trial.user_attrs.get("retry_of")
+        number = TrialAttr.RETRY_OF.get(trial.user_attrs)
         if number is None:
             return False
         for t in self._study.get_trials(deepcopy=False):
             if t.number == number:
-                return str(t.user_attrs.get("fail_reason", "")).startswith(RAY_FAULT)
+                return str(TrialAttr.FAIL_REASON.get(t.user_attrs, "")).startswith(RAY_FAULT)
         return False
 
     def close(self) -> None:
@@ -433,7 +436,7 @@ class StudySearcher(OptunaSearch):
             self.record_error(trial_id, "Ray reported no error message", recover=False)
         while self._live:
             _, live = self._live.popitem()
-            self._finish(live, TrialState.FAIL, {"interrupted": True}, recover=False)
+            self._finish(live, TrialState.FAIL, {TrialAttr.INTERRUPTED.key: True}, recover=False)
 
     def _finish(
         self,

@@ -1,24 +1,7 @@
 """What both runners (Optuna, Ray) share: samplers, pruners, trial bookkeeping and resume.
 
-Trial attributes written by mttune (``trial.user_attrs``):
-
-``seed``
-    The ``MTTUNE_SEED`` the script got.
-``metrics``
-    Every final metric the script reported.
-``duration_s``, ``exit_code``
-    Wall-clock seconds and exit status of the script process.
-``fail_reason``, ``stderr_tail``
-    For FAILED trials: one line saying why, and the end of the script's stderr.
-``prune_reason``
-    For PRUNED trials.
-``interrupted``
-    The runner was stopped (Ctrl-C, SIGTERM) while this trial ran; it is re-run on resume.
-``retry_of``
-    This trial re-runs the interrupted trial of that number.
-``runner``
-    ``{"host": ..., "pid": ...}`` of the process that ran the trial: a RUNNING trial whose runner
-    process is gone from this host is recovered at once, without waiting for its heartbeat.
+The trial attributes the runners write are named in :class:`tuner.studies.TrialAttr` and
+documented in ``docs/attributes.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
 from tuner.runners._protocol import TrialOutcome
+from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = [
     "PRUNERS",
@@ -65,7 +49,7 @@ SAMPLERS = ("tpe", "random", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 
 
-# the last 4 KiB of a failed trial's stderr are kept on the trial (README: "stderr_tail")
+# the last 4 KiB of a failed trial's stderr are kept on the trial (TrialAttr.STDERR_TAIL)
 STDERR_TAIL_CHARS = 4096
 
 
@@ -102,17 +86,17 @@ def trial_seed(base_seed: int | None, number: int) -> int:
 def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
     """The user attributes that record a script outcome on its trial."""
     attrs: dict[str, Any] = {
-        "duration_s": round(outcome.duration, 3),
-        "exit_code": outcome.exit_code,
+        TrialAttr.DURATION.key: round(outcome.duration, 3),
+        TrialAttr.EXIT_CODE.key: outcome.exit_code,
     }
     metrics = {k: v for k, v in outcome.metrics.items() if _json_safe(v)}
     if metrics:
-        attrs["metrics"] = metrics
+        attrs[TrialAttr.METRICS.key] = metrics
     if outcome.state == "failed":
-        attrs["fail_reason"] = outcome.reason
-        attrs["stderr_tail"] = outcome.stderr_tail[-STDERR_TAIL_CHARS:]
+        attrs[TrialAttr.FAIL_REASON.key] = outcome.reason
+        attrs[TrialAttr.STDERR_TAIL.key] = outcome.stderr_tail[-STDERR_TAIL_CHARS:]
     elif outcome.state == "pruned":
-        attrs["prune_reason"] = outcome.reason
+        attrs[TrialAttr.PRUNE_REASON.key] = outcome.reason
     return attrs
 
 
@@ -123,15 +107,16 @@ def _json_safe(v: Any) -> bool:
 
 
 def is_verification(trial: FrozenTrial) -> bool:
-    """A run of ``mttune verify`` (tagged ``verify``), not a trial of the search."""
-    return "verify" in trial.user_attrs
+    """A run of ``mttune verify`` (tagged :attr:`TrialAttr.VERIFY`), not a trial of the search."""
+    return TrialAttr.VERIFY.has(trial.user_attrs)
 
 
 def is_interrupted(trial: FrozenTrial) -> bool:
     """A FAILED trial that did not fail on its own: its runner was stopped or died."""
     if trial.state != TrialState.FAIL or is_verification(trial):
         return False
-    return bool(trial.user_attrs.get("interrupted")) or "fail_reason" not in trial.user_attrs
+    attrs = trial.user_attrs
+    return bool(TrialAttr.INTERRUPTED.get(attrs)) or not TrialAttr.FAIL_REASON.has(attrs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,20 +204,17 @@ def recover_interrupted(
         The numbers of the trials that were re-queued.
     """
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {TrialAttr.RETRY_OF.get(t.user_attrs) for t in trials}
     queued: list[int] = []
     for t in trials:
         # a re-run interrupted before it got its parameters still has them as enqueued
         params = t.params or t.system_attrs.get("fixed_params") or {}
         if is_interrupted(t) and t.number not in retried and params:
-            study.enqueue_trial(dict(params), user_attrs={"retry_of": t.number})
+            study.enqueue_trial(dict(params), user_attrs={TrialAttr.RETRY_OF.key: t.number})
             queued.append(t.number)
             if on_retry is not None:
                 on_retry(t)
     return queued
-
-
-_RUNNER_KEY = "mttune:runner:"
 
 
 def join_study(study: optuna.Study) -> int:
@@ -244,11 +226,12 @@ def join_study(study: optuna.Study) -> int:
     order they register in or their clocks.
     """
     token = uuid.uuid4().hex
-    key = f"{_RUNNER_KEY}{token}"
+    key = f"{StudyAttr.RUNNER_PREFIX}{token}"
     storage, study_id = study._storage, study._study_id
     storage.set_study_system_attr(study_id, key, time.time())
     attrs = storage.get_study_system_attrs(study_id)
-    others = [k for k in attrs if k.startswith(_RUNNER_KEY) and k != key]
+    prefixes = (StudyAttr.RUNNER_PREFIX, *StudyAttr.LEGACY_RUNNER_PREFIXES)
+    others = [k for k in attrs if k.startswith(prefixes) and k != key]
     return 1 + int(token[:8], 16) % (2**31 - 1) if others else 0
 
 
@@ -278,8 +261,8 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     host = socket.gethostname()
     marked: list[int] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        runner = t.user_attrs.get("runner")
-        if not isinstance(runner, dict) or runner.get("host") != host:
+        runner = TrialAttr.RUNNER.get(t.user_attrs)
+        if runner is None or runner.get("host") != host:
             continue
         pid = runner.get("pid")
         if not isinstance(pid, int) or pid == os.getpid() or _pid_alive(pid):
@@ -297,9 +280,9 @@ def _fail_interrupted(study: optuna.Study, trial: FrozenTrial, reason: str | Non
     """
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_user_attr(trial._trial_id, TrialAttr.INTERRUPTED.key, True)
         if reason is not None:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, TrialAttr.FAIL_REASON.key, reason)
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
@@ -324,7 +307,7 @@ def fail_orphaned_trials(
 
     def orphans() -> list[FrozenTrial]:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [t for t in running if "runner" not in t.user_attrs]
+        return [t for t in running if not TrialAttr.RUNNER.has(t.user_attrs)]
 
     if not is_heartbeat_enabled(study._storage) or not orphans():
         return []
@@ -351,11 +334,11 @@ def fail_orphaned_trials(
 
 
 def record_prior(study: optuna.Study, prior: Any, path: str | None = None) -> None:
-    """Note on the study which prior drove it (``mttune:prior``), for ``mttune review``."""
+    """Note on the study which prior drove it (:attr:`StudyAttr.PRIOR`), for ``mttune review``."""
     info = prior.info if isinstance(getattr(prior, "info", None), dict) else {}
     used = info.get("sources", {}).get("used", [])
     study.set_user_attr(
-        "mttune:prior",
+        StudyAttr.PRIOR.key,
         {
             "path": None if path is None else str(path),
             "space_hash": prior.space.hash,

@@ -24,18 +24,12 @@ from tuner.sampler._acquisition import ACQUISITIONS, candidates
 from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
 from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
 from tuner.space import SearchSpace
+from tuner.studies import TrialAttr
 
 __all__ = ["MetaPriorSampler"]
 
 _logger = logging.getLogger(__name__)
 
-ATTR_SOURCE = "mttune.source"
-ATTR_PRED_MEAN = "mttune.pred_mean"
-ATTR_PRED_STD = "mttune.pred_std"
-ATTR_GUARD = "mttune.guard"
-ATTR_CONCORDANCE = "mttune.concordance"
-ATTR_PORTFOLIO = "mttune.portfolio_index"
-ATTR_POOR = "mttune.poor_proposal"
 
 SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"
@@ -312,9 +306,11 @@ class MetaPriorSampler(BaseSampler):
             # a proposal of the prior that landed in the study's worst quarter counts as no
             # evidence for the prior, however well the prior ranks it afterwards
             evidence = [
-                0.0 if t.user_attrs.get(ATTR_POOR) else t.user_attrs[ATTR_CONCORDANCE]
+                0.0
+                if t.user_attrs.get(TrialAttr.POOR.key)
+                else t.user_attrs[TrialAttr.CONCORDANCE.key]
                 for t in sorted(complete, key=lambda t: t.number)
-                if isinstance(t.user_attrs.get(ATTR_CONCORDANCE), int | float)
+                if isinstance(t.user_attrs.get(TrialAttr.CONCORDANCE.key), int | float)
             ]
             state = self._guard.assess(evidence)
             if n_obs < self._n_startup_trials:
@@ -338,8 +334,8 @@ class MetaPriorSampler(BaseSampler):
             decision = _Decision(source, state, startup)
         with self._lock:
             self._decisions[trial._trial_id] = decision
-        self._set_attr(study, trial, ATTR_SOURCE, decision.source)
-        self._set_attr(study, trial, ATTR_GUARD, decision.guard.to_dict())
+        self._set_attr(study, trial, TrialAttr.SOURCE.key, decision.source)
+        self._set_attr(study, trial, TrialAttr.GUARD.key, decision.guard.to_dict())
         return decision
 
     def _in_fallback_startup(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
@@ -348,7 +344,10 @@ class MetaPriorSampler(BaseSampler):
         for t in trials:
             if left == 0:
                 return False
-            if t.number < trial.number and t.user_attrs.get(ATTR_SOURCE) == SOURCE_FALLBACK:
+            if (
+                t.number < trial.number
+                and t.user_attrs.get(TrialAttr.SOURCE.key) == SOURCE_FALLBACK
+            ):
                 left -= 1
         return left > 0
 
@@ -505,7 +504,7 @@ class MetaPriorSampler(BaseSampler):
             if t.state in states
             and t.number != exclude
             and (t.value is not None or t.state == TrialState.FAIL)
-            and not t.user_attrs.get("interrupted")
+            and not TrialAttr.INTERRUPTED.get(t.user_attrs)
             and self._fits(t)
         ]
         trials.sort(key=lambda t: t.number)
@@ -623,7 +622,7 @@ class MetaPriorSampler(BaseSampler):
                 row
                 for t in study.get_trials(deepcopy=False)
                 if t.number != trial.number
-                and isinstance(row := t.user_attrs.get(ATTR_PORTFOLIO), int)
+                and isinstance(row := t.user_attrs.get(TrialAttr.PORTFOLIO.key), int)
             ],
         )
         # pruned configs are not observations, but proposing them again would waste a trial
@@ -660,10 +659,10 @@ class MetaPriorSampler(BaseSampler):
                 score = np.where(fresh, -mean, -np.inf)
             idx = int(np.argmax(score))
         config = self._encoder.decode(cands[idx])
-        self._set_attr(study, trial, ATTR_PRED_MEAN, round(float(mean[idx]), 6))
-        self._set_attr(study, trial, ATTR_PRED_STD, round(float(std[idx]), 6))
+        self._set_attr(study, trial, TrialAttr.PRED_MEAN.key, round(float(mean[idx]), 6))
+        self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(float(std[idx]), 6))
         if idx < len(portfolio):
-            self._set_attr(study, trial, ATTR_PORTFOLIO, int(rows[idx]))
+            self._set_attr(study, trial, TrialAttr.PORTFOLIO.key, int(rows[idx]))
         with self._lock:
             self._adapted[trial._trial_id] = (obs.numbers, adapted)
         return config
@@ -773,17 +772,17 @@ class MetaPriorSampler(BaseSampler):
         pred = adapted.predict(np.vstack([x_new, obs.x]))
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         c = concordance(pred.mean[0], sign * value, pred.mean[1:], obs.y)
-        if ATTR_PRED_MEAN not in trial.user_attrs:
-            self._set_attr(study, trial, ATTR_PRED_MEAN, round(float(pred.mean[0]), 6))
-            self._set_attr(study, trial, ATTR_PRED_STD, round(float(pred.std[0]), 6))
+        if TrialAttr.PRED_MEAN.key not in trial.user_attrs:
+            self._set_attr(study, trial, TrialAttr.PRED_MEAN.key, round(float(pred.mean[0]), 6))
+            self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(float(pred.std[0]), 6))
         if c is not None:
-            self._set_attr(study, trial, ATTR_CONCORDANCE, round(c, 4))
+            self._set_attr(study, trial, TrialAttr.CONCORDANCE.key, round(c, 4))
         # Whether following the prior paid: a prediction can rank the study's trials well
         # while the proposals it leads to are poor (a misleading prior, once adapted).
-        if trial.user_attrs.get(ATTR_SOURCE) in (SOURCE_ZERO_SHOT, SOURCE_ADAPTED) and (
+        if trial.user_attrs.get(TrialAttr.SOURCE.key) in (SOURCE_ZERO_SHOT, SOURCE_ADAPTED) and (
             sign * value > float(np.quantile(obs.y, _POOR_QUANTILE))
         ):
-            self._set_attr(study, trial, ATTR_POOR, True)
+            self._set_attr(study, trial, TrialAttr.POOR.key, True)
 
 
 def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Stage 2: past and present studies in Optuna storages (opening, read-only access, lookup)."""
 
+from tuner.studies._attrs import Attr, StudyAttr, TrialAttr, canonical_trial_attrs
 from tuner.studies._storage import (
     DEFAULT_STUDIES_DIR,
     StorageError,
@@ -17,8 +18,12 @@ from tuner.studies._storage import (
 
 __all__ = [
     "DEFAULT_STUDIES_DIR",
+    "Attr",
     "StorageError",
+    "StudyAttr",
     "StudyNotFoundError",
+    "TrialAttr",
+    "canonical_trial_attrs",
     "check_sqlite_file",
     "connect_read_only",
     "default_storage_url",
