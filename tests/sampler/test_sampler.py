@@ -125,21 +125,45 @@ def test_pickle_and_deepcopy_keep_suggestions(xy_prior):
         assert [t.params for t in s1.trials] == [t.params for t in s2.trials]
 
 
+class _FirstValueSampler(optuna.samplers.BaseSampler):
+    """A fallback that always gives a distribution's low end or last choice (marks its
+    parameters apart from random ones)."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            return distribution.choices[-1]
+        return distribution.low
+
+
 def test_define_by_run_outside_the_prior(xy_prior):
-    """Unknown params, other distributions and conditionals go to the fallback."""
-    study = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
+    """The prior sets the parameters it knows; unknown ones, parameters asked with another
+    distribution and conditionals are the fallback's, on the same trial."""
+    sampler = MetaPriorSampler(xy_prior, seed=0, fallback=_FirstValueSampler())
+    study = optuna.create_study(sampler=sampler)
 
     def objective(trial):
         x = trial.suggest_float("x", -1, 1)  # the prior's
         y = trial.suggest_int("y", 0, 5)  # same name, other distribution
         kind = trial.suggest_categorical("kind", ["a", "b"])  # unknown to the prior
-        extra = trial.suggest_float("lr", 1e-4, 1, log=True) if kind == "a" else 0.0
+        extra = trial.suggest_float("lr", 1e-4, 1, log=True) if kind == "b" else 0.0
         return x**2 + y + extra
 
-    study.optimize(objective, n_trials=12)
-    assert len(study.trials) == 12
+    study.optimize(objective, n_trials=6)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert {t.params["kind"] for t in study.trials} == {"a", "b"}
+    for t in study.trials:
+        assert t.user_attrs[TrialAttr.SOURCE.key] != "fallback"
+        # the fallback's marks on everything the prior does not cover
+        assert (t.params["y"], t.params["kind"], t.params["lr"]) == (0, "b", 1e-4)
+    # x is the prior's: diverse zero-shot proposals near the family's optimum, not -1
+    xs = [t.params["x"] for t in study.trials]
+    assert len(set(xs)) == len(xs) and all(x != -1.0 for x in xs)
+    assert min(abs(x - CENTRE[0]) for x in xs) < 0.3
 
 
 def test_enqueued_and_partially_fixed_params(xy_prior):
@@ -302,32 +326,21 @@ def test_poor_proposals_of_the_prior_count_as_evidence_against_it(xy_prior):
     assert bad.user_attrs[TrialAttr.POOR.key] is True
     assert TrialAttr.POOR.key not in good.user_attrs
     # the guard's evidence: the concordances, with 0 for the poor proposals
-    state = MetaPriorSampler(xy_prior, seed=0)._decide(study, study.ask()).guard
+    study.sampler = MetaPriorSampler(xy_prior, seed=0)
+    probe = study.ask()
+    state = study.trials[probe.number].user_attrs[TrialAttr.GUARD.key]
     evidence = [
         0.0 if t.user_attrs.get(TrialAttr.POOR.key) else t.user_attrs[TrialAttr.CONCORDANCE.key]
         for t in study.trials
         if TrialAttr.CONCORDANCE.key in t.user_attrs
     ]
-    assert 0.0 in evidence and state.concordance == pytest.approx(np.mean(evidence))
-
-
-class _ConstantSampler(optuna.samplers.BaseSampler):
-    """A fallback that always proposes one value (tells its trials apart from random ones)."""
-
-    def infer_relative_search_space(self, study, trial):
-        return {}
-
-    def sample_relative(self, study, trial, search_space):
-        return {}
-
-    def sample_independent(self, study, trial, name, distribution):
-        return 0.25
+    assert 0.0 in evidence and state["concordance"] == pytest.approx(np.mean(evidence), abs=1e-4)
 
 
 def _distrusting_sampler(xy_prior, **kwargs) -> MetaPriorSampler:
     # a guard that never trusts the prior: every trial after the first goes to the fallback
     guard = NegativeTransferGuard(min_evidence=1, floor=0.0, ceiling=0.0)
-    return MetaPriorSampler(xy_prior, seed=0, guard=guard, fallback=_ConstantSampler(), **kwargs)
+    return MetaPriorSampler(xy_prior, seed=0, guard=guard, fallback=_FirstValueSampler(), **kwargs)
 
 
 def test_the_fallback_starts_with_random_trials(xy_prior):
@@ -337,7 +350,7 @@ def test_the_fallback_starts_with_random_trials(xy_prior):
     study.optimize(objective_for(CENTRE), n_trials=9)
     sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
     assert sources == ["prior"] * 1 + ["fallback"] * 8
-    from_fallback = [t.params == {"x": 0.25, "y": 0.25} for t in study.trials[1:]]
+    from_fallback = [t.params == {"x": -1.0, "y": -1.0} for t in study.trials[1:]]
     assert from_fallback == [False] * 4 + [True] * 4
     # random, but seeded per trial: the same seed gives the same startup trials
     again = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=4))
@@ -350,7 +363,7 @@ def test_the_fallback_starts_with_random_trials(xy_prior):
 def test_no_fallback_startup_hands_every_trial_to_the_fallback(xy_prior):
     study = optuna.create_study(sampler=_distrusting_sampler(xy_prior, fallback_startup_trials=0))
     study.optimize(objective_for(CENTRE), n_trials=4)
-    assert [t.params for t in study.trials[1:]] == [{"x": 0.25, "y": 0.25}] * 3
+    assert [t.params for t in study.trials[1:]] == [{"x": -1.0, "y": -1.0}] * 3
 
 
 def test_multi_objective_goes_to_the_fallback(xy_prior):

@@ -1,7 +1,16 @@
-"""Candidate generation and acquisition functions (targets: lower is better)."""
+"""Candidate generation and acquisition functions (targets: lower is better).
+
+An acquisition function scores candidates from the surrogate's predictive ``mean`` and
+``std`` and the best target observed so far; the sampler takes the candidate with the
+*largest* score. Any callable with that signature can be passed to
+:class:`~tuner.sampler.MetaPriorSampler` as ``acquisition``: the built-ins are
+:func:`expected_improvement` (``"ei"``, the default) and :class:`LowerConfidenceBound`
+(``"lcb"``, with a settable ``kappa``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +20,18 @@ from scipy import stats
 from tuner._errors import MttuneError
 from tuner.space import Encoder
 
-__all__ = ["ACQUISITIONS", "candidates", "expected_improvement", "lower_confidence_bound"]
+__all__ = [
+    "ACQUISITIONS",
+    "Acquisition",
+    "LowerConfidenceBound",
+    "candidates",
+    "expected_improvement",
+    "lower_confidence_bound",
+    "resolve_acquisition",
+]
+
+Acquisition = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+"""``(mean, std, best) -> score``: larger is better; targets are lower-better."""
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -28,10 +48,51 @@ def lower_confidence_bound(
     return -(mean - kappa * std)
 
 
-ACQUISITIONS: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+@dataclasses.dataclass(frozen=True)
+class LowerConfidenceBound:
+    """The lower-confidence-bound acquisition with a chosen ``kappa``.
+
+    Args:
+        kappa: Standard deviations of optimism (larger explores more); must be >= 0.
+    """
+
+    kappa: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not self.kappa >= 0.0:
+            raise MttuneError(f"LowerConfidenceBound: kappa must be >= 0, got {self.kappa!r}.")
+
+    def __call__(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+        """Score candidates (larger is better)."""
+        return lower_confidence_bound(mean, std, best, self.kappa)
+
+
+ACQUISITIONS: dict[str, Acquisition] = {
     "ei": expected_improvement,
-    "lcb": lower_confidence_bound,
+    "lcb": LowerConfidenceBound(),
 }
+
+
+def resolve_acquisition(acquisition: str | Acquisition) -> Acquisition:
+    """The acquisition function a name (``"ei"``, ``"lcb"``) or a callable stands for.
+
+    Raises:
+        MttuneError: if ``acquisition`` is neither a known name nor callable.
+    """
+    if isinstance(acquisition, str):
+        if acquisition not in ACQUISITIONS:
+            raise MttuneError(
+                f"acquisition must be one of {sorted(ACQUISITIONS)} or a callable "
+                f"(mean, std, best) -> score, got {acquisition!r}."
+            )
+        return ACQUISITIONS[acquisition]
+    if not callable(acquisition):
+        raise MttuneError(
+            "acquisition must be one of "
+            f"{sorted(ACQUISITIONS)} or a callable (mean, std, best) -> score, got "
+            f"{acquisition!r}."
+        )
+    return acquisition
 
 
 def candidates(

@@ -1,0 +1,98 @@
+"""What :class:`~tuner.sampler.MetaPriorSampler` remembers about one storage's trials.
+
+Every per-study cache lives in one :class:`StudyState`, made when the sampler first sees a
+storage and dropped as a whole when it sees another one (or is pickled): a new cache is
+added here, in one place, and cannot leak between studies. Trial ids are unique within a
+storage only (two in-memory studies both start at 0), hence one state per storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Any
+
+import numpy as np
+from optuna.samplers import BaseSampler
+
+from tuner.prior import AdaptedPrior
+from tuner.sampler._gp import GPParams
+from tuner.sampler._guard import GuardState
+
+__all__ = ["Decision", "StudyState"]
+
+# Bounds on the caches that grow with the study (a long study must not grow without limit).
+_MAX_GP_PARAMS = 64
+_MAX_ENCODINGS = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """Who proposes a trial's parameters, and the guard's state behind the choice.
+
+    Attributes:
+        source: ``prior``, ``adapted-prior`` or ``fallback``.
+        guard: The guard's verdict when the trial started.
+        startup: A fallback trial sampled uniformly at random (the fallback's start-up).
+    """
+
+    source: str
+    guard: GuardState
+    startup: bool = False
+
+
+class StudyState:
+    """The caches of one storage's trials, keyed by trial id.
+
+    Attributes:
+        decisions: Each running trial's :class:`Decision`.
+        adapted: The adapted prior a running trial's proposal used, with the trial numbers
+            it was adapted to (reused to score the trial when it finishes).
+        proposals: Each running trial's proposed config (pending proposals keep parallel
+            trials apart).
+        startup: The random samplers of fallback start-up trials.
+        warned: The warnings already given for this study (each is given once).
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = weakref.ref(storage)
+        self.decisions: dict[int, Decision] = {}
+        self.adapted: dict[int, tuple[tuple[int, ...], AdaptedPrior]] = {}
+        self.proposals: dict[int, dict[str, Any]] = {}
+        self.startup: dict[int, BaseSampler] = {}
+        self.warned: set[str] = set()
+        self._gp_params: dict[tuple[int, tuple[int, ...]], GPParams] = {}
+        self._encodings: dict[int, np.ndarray | None] = {}
+
+    def serves(self, storage: Any) -> bool:
+        """Whether this state is that of ``storage``."""
+        return self._storage() is storage
+
+    def forget(self, trial_id: int) -> None:
+        """Drop what was kept for a running trial (it finished)."""
+        self.decisions.pop(trial_id, None)
+        self.adapted.pop(trial_id, None)
+        self.proposals.pop(trial_id, None)
+        self.startup.pop(trial_id, None)
+
+    def gp_params(self, key: tuple[int, tuple[int, ...]]) -> GPParams | None:
+        """Cached GP hyperparameters for ``(study id, trial numbers fitted on)``."""
+        return self._gp_params.get(key)
+
+    def keep_gp_params(self, key: tuple[int, tuple[int, ...]], params: GPParams) -> None:
+        """Cache GP hyperparameters (the cache is bounded)."""
+        if len(self._gp_params) > _MAX_GP_PARAMS:
+            self._gp_params.clear()
+        self._gp_params[key] = params
+
+    def encoding(self, trial_id: int) -> tuple[bool, np.ndarray | None]:
+        """``(known, encoding)`` of a finished trial (``None``: it does not fit the prior)."""
+        if trial_id in self._encodings:
+            return True, self._encodings[trial_id]
+        return False, None
+
+    def keep_encoding(self, trial_id: int, x: np.ndarray | None) -> None:
+        """Cache a finished trial's encoding (finished trials never change)."""
+        if len(self._encodings) > _MAX_ENCODINGS:
+            self._encodings.clear()
+        self._encodings[trial_id] = x
