@@ -437,82 +437,9 @@ def _parse_param(name: str, spec: Any, earlier: Mapping[str, Param], source: str
     kind = spec.get("type")
     dist: BaseDistribution
     if kind == "categorical":
-        extra = {"low", "high", "log", "step"} & set(spec)
-        if extra:
-            raise SpaceError(
-                f"{where}: a categorical parameter takes 'choices', not {sorted(extra)}."
-            )
-        choices = spec.get("choices")
-        if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
-            raise SpaceError(
-                f"{where}: 'choices' must be a non-empty list, got {choices!r}. "
-                "Example: choices: [adam, sgd]."
-            )
-        for c in choices:
-            if c is not None and not isinstance(c, str | int | float | bool):
-                raise SpaceError(
-                    f"{where}: choice {c!r} is a {type(c).__name__}; choices must be "
-                    "str, int, float, bool or null."
-                )
-            if isinstance(c, float) and not math.isfinite(c):
-                raise SpaceError(f"{where}: choice {c!r} must be finite.")
-        for i, a in enumerate(choices):
-            for b in choices[:i]:
-                if a == b:  # also 1 == 1.0 == True: Optuna could not tell them apart
-                    raise SpaceError(
-                        f"{where}: 'choices' has duplicates ({b!r} and {a!r} are equal in "
-                        f"Python and Optuna): {list(choices)!r}. Use distinct values."
-                    )
-        dist = CategoricalDistribution(list(choices))
+        dist = _parse_categorical(spec, where)
     elif kind in ("float", "int"):
-        if "choices" in spec:
-            raise SpaceError(f"{where}: 'choices' is for categorical parameters, not {kind}.")
-        for key in ("low", "high"):
-            if key not in spec:
-                raise SpaceError(f"{where}: a {kind} parameter needs '{key}'.")
-        low = _number(spec["low"], "low", where)
-        high = _number(spec["high"], "high", where)
-        log = spec.get("log", False)
-        if not isinstance(log, bool):
-            raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}.")
-        step = spec.get("step")
-        if step is not None:
-            step = _number(step, "step", where)
-            if step <= 0:
-                raise SpaceError(f"{where}: 'step' must be > 0, got {step!r}.")
-            if log:
-                raise SpaceError(f"{where}: 'step' cannot be combined with 'log: true'.")
-        if low > high:
-            raise SpaceError(
-                f"{where}: low ({low!r}) must be <= high ({high!r}); swap them or fix the bounds."
-            )
-        if log and low <= 0:
-            raise SpaceError(
-                f"{where}: log scale needs low > 0, got low={low!r}. Use a positive lower "
-                "bound such as 1e-6, or drop 'log: true'."
-            )
-        if kind == "int":
-            for key, v in (("low", low), ("high", high), ("step", step)):
-                if v is not None and (isinstance(v, float) and not v.is_integer()):
-                    raise SpaceError(f"{where}: '{key}' of an int parameter must be whole: {v!r}.")
-            step_i = 1 if step is None else int(step)
-            if (int(high) - int(low)) % step_i != 0:
-                raise SpaceError(
-                    f"{where}: high - low ({int(high) - int(low)}) must be a multiple of "
-                    f"step ({step_i})."
-                )
-            dist = IntDistribution(int(low), int(high), log=log, step=step_i)
-        else:
-            if step is not None:
-                n = (high - low) / step
-                if abs(n - round(n)) > 1e-8:
-                    raise SpaceError(
-                        f"{where}: high - low ({high - low!r}) must be a multiple of "
-                        f"step ({step!r})."
-                    )
-                # Snap high to the exact grid so float noise (0.1 * 3) is not a mismatch.
-                high = float(Decimal(str(low)) + round(n) * Decimal(str(step)))
-            dist = FloatDistribution(float(low), float(high), log=log, step=step)
+        dist = _parse_numeric(kind, spec, where)
     else:
         raise SpaceError(
             f"{where}: unknown type {kind!r}; use one of 'float', 'int', 'categorical'."
@@ -520,6 +447,91 @@ def _parse_param(name: str, spec: Any, earlier: Mapping[str, Param], source: str
     condition = _parse_condition(spec.get("condition"), earlier, where)
     help_text = spec.get("help")
     return Param(name, dist, condition, None if help_text is None else str(help_text))
+
+
+def _parse_categorical(spec: Mapping[str, Any], where: str) -> CategoricalDistribution:
+    extra = {"low", "high", "log", "step"} & set(spec)
+    if extra:
+        raise SpaceError(f"{where}: a categorical parameter takes 'choices', not {sorted(extra)}.")
+    choices = spec.get("choices")
+    if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
+        raise SpaceError(
+            f"{where}: 'choices' must be a non-empty list, got {choices!r}. "
+            "Example: choices: [adam, sgd]."
+        )
+    seen: dict[Any, Any] = {}
+    for c in choices:
+        if c is not None and not isinstance(c, str | int | float | bool):
+            raise SpaceError(
+                f"{where}: choice {c!r} is a {type(c).__name__}; choices must be "
+                "str, int, float, bool or null."
+            )
+        if isinstance(c, float) and not math.isfinite(c):
+            raise SpaceError(f"{where}: choice {c!r} must be finite.")
+        # equal values hash alike (1 == 1.0 == True): one pass finds every duplicate
+        if c in seen:
+            raise SpaceError(
+                f"{where}: 'choices' has duplicates ({seen[c]!r} and {c!r} are equal in "
+                f"Python and Optuna): {list(choices)!r}. Use distinct values."
+            )
+        seen[c] = c
+    return CategoricalDistribution(list(choices))
+
+
+def _parse_numeric(
+    kind: str, spec: Mapping[str, Any], where: str
+) -> FloatDistribution | IntDistribution:
+    if "choices" in spec:
+        raise SpaceError(f"{where}: 'choices' is for categorical parameters, not {kind}.")
+    for key in ("low", "high"):
+        if key not in spec:
+            raise SpaceError(f"{where}: a {kind} parameter needs '{key}'.")
+    low = _number(spec["low"], "low", where)
+    high = _number(spec["high"], "high", where)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}.")
+    step = spec.get("step")
+    if step is not None:
+        step = _number(step, "step", where)
+        if step <= 0:
+            raise SpaceError(f"{where}: 'step' must be > 0, got {step!r}.")
+        if log:
+            raise SpaceError(f"{where}: 'step' cannot be combined with 'log: true'.")
+    if low > high:
+        raise SpaceError(
+            f"{where}: low ({low!r}) must be <= high ({high!r}); swap them or fix the bounds."
+        )
+    if log and low <= 0:
+        raise SpaceError(
+            f"{where}: log scale needs low > 0, got low={low!r}. Use a positive lower "
+            "bound such as 1e-6, or drop 'log: true'."
+        )
+    if kind == "int":
+        return _int_distribution(low, high, step, log, where)
+    if step is not None:
+        n = (high - low) / step
+        if abs(n - round(n)) > 1e-8:
+            raise SpaceError(
+                f"{where}: high - low ({high - low!r}) must be a multiple of step ({step!r})."
+            )
+        # Snap high to the exact grid so float noise (0.1 * 3) is not a mismatch.
+        high = float(Decimal(str(low)) + round(n) * Decimal(str(step)))
+    return FloatDistribution(float(low), float(high), log=log, step=step)
+
+
+def _int_distribution(
+    low: float, high: float, step: float | None, log: bool, where: str
+) -> IntDistribution:
+    for key, v in (("low", low), ("high", high), ("step", step)):
+        if v is not None and (isinstance(v, float) and not v.is_integer()):
+            raise SpaceError(f"{where}: '{key}' of an int parameter must be whole: {v!r}.")
+    step_i = 1 if step is None else int(step)
+    if (int(high) - int(low)) % step_i != 0:
+        raise SpaceError(
+            f"{where}: high - low ({int(high) - int(low)}) must be a multiple of step ({step_i})."
+        )
+    return IntDistribution(int(low), int(high), log=log, step=step_i)
 
 
 def _parse_condition(raw: Any, earlier: Mapping[str, Param], where: str) -> Condition | None:
