@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from tuner._errors import MttuneError
-from tuner.runners._optuna import RunOptions, RunSummary, prepare_run, summarize_run
+from tuner.runners._core import RunOptions, RunSummary, prepare_run, summarize_run
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import ScriptSpec
 from tuner.space import SearchSpace

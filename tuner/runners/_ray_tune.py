@@ -54,7 +54,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner._errors import MttuneError
-from tuner.runners._optuna import RunOptions
+from tuner.runners._core import RunOptions
 from tuner.runners._progress import Progress
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
 from tuner.runners._ray import RayOptions, _environ, _quiet_ray_logs
