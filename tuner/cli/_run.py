@@ -223,9 +223,11 @@ def handle(args: argparse.Namespace) -> int:
         summary = run_study(study, script, space, options, progress=progress)
     else:
         # Ray first: a cluster that cannot run the trials is refused before the study is made.
-        with ray_cluster(ray_options, log=progress.message):
+        with ray_cluster(ray_options, log=progress.message) as resources:
             study = _open_study(args, storage, study_name, space, prior, make_pruner("none"))
-            summary = run_ray(study, script, space, options, ray_options, progress=progress)
+            summary = run_ray(
+                study, script, space, options, ray_options, progress=progress, resources=resources
+            )
     command = _review_command(summary)
     if args.json:
         print(json.dumps(_summary_dict(summary, command), indent=2))

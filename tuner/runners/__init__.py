@@ -16,8 +16,8 @@ from tuner.runners._ray import (
     RayOptions,
     default_ray_temp_dir,
     ray_cluster,
-    run_ray,
 )
+from tuner.runners._ray_backend import run_ray
 from tuner.runners._study import (
     PRUNERS,
     SAMPLERS,
