@@ -214,7 +214,9 @@ def ray_cluster(
     """Make a Ray cluster available to this process for the duration of the block.
 
     * Ray already initialised in this process (e.g. by the caller): used as it is and left
-      running.
+      running; an ``options.address`` is then refused. To run in a cluster that a block of
+      this function joined, hand the resources it yields to :func:`~tuner.runners.run_ray`
+      instead of entering it again.
     * ``options.address``: joined (the driver disconnects at the end; the cluster stays).
     * Otherwise a local Ray is started, sized to the machine (or to ``workers``), quiet,
       without dashboard or usage reporting, with its files under ``options.temp_dir``; it
