@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -26,87 +25,6 @@ SPACES = REPO / "tests" / "spaces"
 
 def _run(*args: str) -> int:
     return main(["run", *args, "--progress", "none"])
-
-
-def test_python_form_end_to_end(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    code = _run(
-        str(SCRIPTS / "quad.py"),
-        "--space",
-        str(SPACES / "quad.yaml"),
-        "--n-trials",
-        "5",
-        "--seed",
-        "1",
-        "--sampler",
-        "random",
-    )
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "best trial" in out and "mttune review" in out
-    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
-    assert len(trials) == 5
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    t = trials[0]
-    assert t.value == pytest.approx((t.params["x"] - 0.3) ** 2 + (t.params["y"] + 0.1) ** 2)
-    assert t.user_attrs[TrialAttr.METRICS.key]["extra"] == 1.5
-    assert (
-        isinstance(t.user_attrs[TrialAttr.SEED.key], int)
-        and t.user_attrs[TrialAttr.DURATION.key] >= 0
-    )
-    assert sorted(t.intermediate_values) == [0, 1, 2]
-
-
-def test_command_form_end_to_end_with_json_summary(tmp_path, monkeypatch, capsys):
-    import json
-
-    monkeypatch.chdir(tmp_path)
-    db = tmp_path / "elsewhere" / "s.db"
-    code = _run(
-        str(SCRIPTS / "quad_cli.py"),
-        "--space",
-        str(SPACES / "quad_cli.yaml"),
-        "--storage",
-        str(db),
-        "--n-trials",
-        "4",
-        "--seed",
-        "0",
-        "--json",
-    )
-    assert code == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["trials"]["complete"] == 4
-    assert summary["best"]["value"] == min(t.value for t in _trials(db, "quad-cli"))
-    assert summary["review"].startswith("mttune review")
-
-
-def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = _run(
-        str(SCRIPTS / "faults.py"),
-        "--space",
-        str(SPACES / "faults.yaml"),
-        "--n-trials",
-        "12",
-        "--seed",
-        "3",
-        "--sampler",
-        "random",
-    )
-    assert code == 0
-    trials = _trials(tmp_path / "studies" / "faults.db", "faults")
-    assert len(trials) == 12
-    by_fault: dict[str, set] = {}
-    for t in trials:
-        by_fault.setdefault(t.params["fault"], set()).add(t.state)
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs[TrialAttr.FAIL_REASON.key]
-            assert TrialAttr.INTERRUPTED.key not in t.user_attrs
-    assert by_fault.get("none") == {TrialState.COMPLETE}
-    assert by_fault.get("crash") == {TrialState.FAIL}
-    crash = next(t for t in trials if t.params["fault"] == "crash")
-    assert "ZeroDivisionError" in crash.user_attrs[TrialAttr.STDERR_TAIL.key]
 
 
 def test_all_trials_failing_exits_3(tmp_path, monkeypatch, capsys):
@@ -139,27 +57,6 @@ def test_trial_timeout_fails_the_trial(tmp_path, monkeypatch):
     assert time.monotonic() - t0 < 15
     (t,) = _trials(tmp_path / "studies" / "hang.db", "hang")
     assert t.state == TrialState.FAIL and "timed out" in t.user_attrs[TrialAttr.FAIL_REASON.key]
-
-
-def test_rerun_resumes_to_the_target(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    args = [
-        str(SCRIPTS / "quad.py"),
-        "--space",
-        str(SPACES / "quad.yaml"),
-        "--seed",
-        "0",
-        "--sampler",
-        "random",
-    ]
-    assert _run(*args, "--n-trials", "3") == 0
-    assert _run(*args, "--n-trials", "3") == 0  # nothing missing: runs nothing
-    assert len(_trials(tmp_path / "studies" / "quad.db", "quad")) == 3
-    assert _run(*args, "--n-trials", "6") == 0
-    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
-    assert len(trials) == 6
-    # the resumed run did not replay the first run's suggestions
-    assert len({(t.params["x"], t.params["y"]) for t in trials}) == 6
 
 
 def test_pruning_prunes_poor_trials(tmp_path, monkeypatch):
@@ -212,32 +109,6 @@ def test_no_pruner_runs_every_step(tmp_path, monkeypatch):
     )
     trials = _trials(tmp_path / "studies" / "quad.db", "quad")
     assert all(t.state == TrialState.COMPLETE for t in trials)
-
-
-def test_parallel_jobs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("QUAD_SLEEP", "0.2")
-    assert (
-        _run(
-            str(SCRIPTS / "quad.py"),
-            "--space",
-            str(SPACES / "quad.yaml"),
-            "--n-trials",
-            "6",
-            "--n-jobs",
-            "2",
-            "--seed",
-            "0",
-            "--pruner",
-            "none",
-        )
-        == 0
-    )
-    trials = _trials(tmp_path / "studies" / "quad.db", "quad")
-    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
-    # two trials really ran at the same time
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
-    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 def test_a_study_resumes_when_only_help_texts_or_the_hash_recipe_changed(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -36,9 +37,15 @@ def test_optuna_search_with_meta_prior_sampler(xy_prior):
             run_config=tune.RunConfig(verbose=0, storage_path=str(temp_dir / "results")),
         )
         results = tuner.fit()
-    losses = [r.metrics["loss"] for r in results]
-    assert len(losses) == 6 and all(loss >= 0 for loss in losses)
-    assert min(losses) < 0.2, losses  # the zero-shot proposal alone is near the optimum
+    losses = sorted(r.metrics["loss"] for r in results)
     trials = search._ot_study.trials  # OptunaSearch's own study, driven by our sampler
+    # every result Ray got went back to the sampler's study (what adapting the prior needs)
+    assert len(losses) == 6 and sorted(t.value for t in trials) == losses
     sources = [t.user_attrs.get(TrialAttr.SOURCE.key) for t in trials]
     assert sources[0] == "prior" and set(sources) <= {"prior", "adapted-prior", "fallback"}
+    # The prior's zero-shot proposal lands near the bowls' optimum (a uniform draw comes
+    # within 0.05 of it 4% of the time), and the trials the prior drove stay there (the
+    # median of uniform draws is about 0.8).
+    assert trials[0].value < 0.05, trials[0].params
+    driven = [t.value for t, src in zip(trials, sources, strict=True) if src != "fallback"]
+    assert statistics.median(driven) < 0.1, [(t.value, t.user_attrs) for t in trials]

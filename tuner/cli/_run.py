@@ -26,7 +26,6 @@ from tuner.runners import (
     RunSummary,
     ScriptSpec,
     create_or_resume_study,
-    join_study,
     make_progress,
     make_pruner,
     make_sampler,
@@ -34,6 +33,7 @@ from tuner.runners import (
     record_prior,
     run_ray,
     run_study,
+    sampler_seed,
 )
 from tuner.sampler import MetaPriorSampler
 from tuner.space import SearchSpace, load_space
@@ -124,6 +124,13 @@ def configure_run(p: argparse.ArgumentParser) -> None:
         default="optuna",
         help="optuna: trials run from this process (default); ray: through Ray Tune",
     )
+    _add_ray_arguments(p)
+    _add_trial_arguments(p)
+    p.set_defaults(handler=handle)
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune run --backend ray``, in a group of their own."""
     ray = p.add_argument_group("Ray backend (--backend ray)")
     ray.add_argument(
         "--workers",
@@ -151,6 +158,10 @@ def configure_run(p: argparse.ArgumentParser) -> None:
         help="folder for the files of a local Ray (default /tmp/mttune-ray-<uid>); removed "
         "at the end of the run",
     )
+
+
+def _add_trial_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``mttune run`` about the trials' protocol, limits and display."""
     p.add_argument(
         "--protocol",
         choices=("auto", "python", "command"),
@@ -177,7 +188,6 @@ def configure_run(p: argparse.ArgumentParser) -> None:
         "re-run after 2x this (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -213,9 +223,11 @@ def handle(args: argparse.Namespace) -> int:
         summary = run_study(study, script, space, options, progress=progress)
     else:
         # Ray first: a cluster that cannot run the trials is refused before the study is made.
-        with ray_cluster(ray_options, log=progress.message):
+        with ray_cluster(ray_options, log=progress.message) as resources:
             study = _open_study(args, storage, study_name, space, prior, make_pruner("none"))
-            summary = run_ray(study, script, space, options, ray_options, progress=progress)
+            summary = run_ray(
+                study, script, space, options, ray_options, progress=progress, resources=resources
+            )
     command = _review_command(summary)
     if args.json:
         print(json.dumps(_summary_dict(summary, command), indent=2))
@@ -244,11 +256,7 @@ def _open_study(
     study = create_or_resume_study(
         storage, study_name, space, None, pruner, heartbeat=args.heartbeat
     )
-    # Resume-aware seeding: a resumed run must not replay the first run's suggestions, and
-    # runners that share the study with the same --seed must not draw the same configs.
-    n_existing = len(study.get_trials(deepcopy=False))
-    apart = join_study(study)
-    seed = None if args.seed is None else (args.seed + 1_000_003 * n_existing + apart) % 2**32
+    seed = sampler_seed(study, args.seed)  # resume-aware, apart from the other runners
     study.sampler = make_sampler(args.sampler, seed)
     if prior is not None:
         study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)

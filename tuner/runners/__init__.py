@@ -1,12 +1,7 @@
 """Stage 6: runners that execute training scripts as trials (Optuna locally, Ray Tune)."""
 
-from tuner.runners._optuna import (
-    RunOptions,
-    RunSummary,
-    TrialFailed,
-    create_or_resume_study,
-    run_study,
-)
+from tuner.runners._core import RunOptions, RunSummary, create_or_resume_study, sampler_seed
+from tuner.runners._optuna import TrialFailed, run_study
 from tuner.runners._progress import (
     LineProgress,
     NullProgress,
@@ -21,8 +16,8 @@ from tuner.runners._ray import (
     RayOptions,
     default_ray_temp_dir,
     ray_cluster,
-    run_ray,
 )
+from tuner.runners._ray_backend import run_ray
 from tuner.runners._study import (
     PRUNERS,
     SAMPLERS,
@@ -68,5 +63,6 @@ __all__ = [
     "run_ray",
     "run_script",
     "run_study",
+    "sampler_seed",
     "trial_seed",
 ]

@@ -428,8 +428,38 @@ def run_script(
         )
     except OSError as e:
         return TrialOutcome("failed", reason=f"cannot start the script: {e}", duration=0.0)
+    try:
+        _pump(
+            proc,
+            run,
+            timeout=timeout,
+            deadline=None if timeout is None else start + timeout,
+            cancel=cancel,
+        )
+    except BaseException:
+        _kill_group(proc, kill_grace)
+        raise
+    if run.stop_state is not None or proc.poll() is None:
+        _kill_group(proc, kill_grace)
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # reap orphaned children of the script
+    exit_code = proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+    return run.outcome(exit_code, time.monotonic() - start)
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    run: _Run,
+    *,
+    timeout: float | None,
+    deadline: float | None,
+    cancel: threading.Event | None,
+) -> None:
+    """Feed the script's output to ``run`` until it ends, is stopped, times out or is cancelled."""
     assert proc.stdout is not None and proc.stderr is not None
-    deadline = None if timeout is None else start + timeout
     sel = selectors.DefaultSelector()
     for stream in (proc.stdout, proc.stderr):
         os.set_blocking(stream.fileno(), False)
@@ -463,20 +493,8 @@ def run_script(
                 exited_at = time.monotonic()
         if run.stop_state is None:
             run.feed_stdout(b"", final=True)
-    except BaseException:
-        _kill_group(proc, kill_grace)
-        raise
     finally:
         sel.close()
-    if run.stop_state is not None or proc.poll() is None:
-        _kill_group(proc, kill_grace)
-    else:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # reap orphaned children of the script
-    exit_code = proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        stream.close()
-    return run.outcome(exit_code, time.monotonic() - start)
 
 
 _PR_SET_PDEATHSIG = 1

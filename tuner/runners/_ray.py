@@ -1,19 +1,8 @@
-"""The Ray Tune runner: ``mttune run --backend ray`` (trials on a local or remote Ray cluster).
+"""The Ray cluster of a Ray run: its options, joining or starting it, its files.
 
-Trials run the same training-script protocol as the Optuna backend (each one a subprocess
-started by :func:`~tuner.runners.run_script`, here from a Ray worker), through a Ray Tune
-``Tuner`` with an ``OptunaSearch`` on mttune's own study and sampler, and ASHA early stopping
-fed by the script's intermediate reports.
-
-The driver (this process) owns the Optuna trials: it asks for each trial when Ray has room
-for it and tells its result when Ray reports the trial finished, so every trial lands in the
-study exactly as the Optuna backend records it (same states, values, intermediate values and
-user attributes) and ``mttune review`` cannot tell the backends apart. Ray never retries a
-trial on its own; a trial whose Ray worker died is recorded as interrupted and re-run once
-under a new number (``retry_of``), so nothing is lost or counted twice. An interrupted run
-resumes, like the Optuna backend, by running the same command again.
-
-Ray is imported only when a Ray run starts: ``import tuner`` stays fast.
+Low level: :func:`ray_cluster` makes a Ray available to this process, for the Ray backend
+(:func:`~tuner.runners.run_ray`) and for anyone who drives Ray Tune with mttune's sampler.
+Ray is imported only when a cluster is entered: ``import tuner`` stays fast.
 """
 
 from __future__ import annotations
@@ -26,28 +15,21 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.trial import FrozenTrial
-
 from tuner._errors import MttuneError
-from tuner.runners._optuna import RunOptions, RunSummary, prepare_run, summarize_run
-from tuner.runners._progress import NullProgress, Progress
-from tuner.runners._protocol import ScriptSpec
-from tuner.space import SearchSpace
-from tuner.studies import storage_failure
 
 __all__ = [
     "SCHEDULERS",
     "RayBackendError",
     "RayOptions",
     "default_ray_temp_dir",
+    "patched_environ",
+    "quiet_ray_logs",
     "ray_cluster",
-    "run_ray",
+    "results_dir",
 ]
 
 SCHEDULERS = ("asha", "none")
@@ -167,7 +149,7 @@ def _machine_cpus() -> int:
 
 
 @contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of the block, then restore them."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -182,7 +164,7 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_ray_logs(level: int = logging.ERROR) -> Iterator[None]:
+def quiet_ray_logs(level: int = logging.ERROR) -> Iterator[None]:
     """Ray and Tune log progress and notices at INFO/WARNING; mttune has its own display."""
     ray_logger = logging.getLogger("ray")
     old = ray_logger.level
@@ -225,9 +207,6 @@ def _raylet_messages_to_log() -> Iterator[None]:
         worker.print_to_stdstream = original
 
 
-_started_here = False  # a ray_cluster block of this module joined or started the Ray in use
-
-
 @contextlib.contextmanager
 def ray_cluster(
     options: RayOptions, *, log: Callable[[str], None] | None = None
@@ -235,7 +214,9 @@ def ray_cluster(
     """Make a Ray cluster available to this process for the duration of the block.
 
     * Ray already initialised in this process (e.g. by the caller): used as it is and left
-      running.
+      running; an ``options.address`` is then refused. To run in a cluster that a block of
+      this function joined, hand the resources it yields to :func:`~tuner.runners.run_ray`
+      instead of entering it again.
     * ``options.address``: joined (the driver disconnects at the end; the cluster stays).
     * Otherwise a local Ray is started, sized to the machine (or to ``workers``), quiet,
       without dashboard or usage reporting, with its files under ``options.temp_dir``; it
@@ -250,38 +231,45 @@ def ray_cluster(
     """
     import ray
 
-    global _started_here
     with _raylet_messages_to_log():
         if ray.is_initialized():
-            if options.address is not None and not _started_here:
+            if options.address is not None:
                 raise RayBackendError(
                     f"Ray is already initialised in this process, so it cannot join --address "
-                    f"{options.address}. Leave the address out to use that Ray, or call "
+                    f"{options.address}. Leave the address out to use that Ray (inside a "
+                    "ray_cluster block, pass its resources to run_ray), or call "
                     "ray.shutdown() first."
                 )
             resources = ray.cluster_resources()
             _check_resources(options, resources, "the Ray cluster this process uses")
             yield resources
-            return
-        if options.address is not None:
-            with _quiet_ray_logs():
-                _join(options.address)
-        _started_here = True
-        try:
-            if options.address is None:
-                with _local_ray(options, log=log) as resources:
-                    yield resources
-            else:
-                resources = ray.cluster_resources()
-                where = f"the Ray cluster at {options.address}"
-                _check_resources(options, resources, where)
-                if log is not None:
-                    log(f"joined {where} ({_describe(resources)})")
+        elif options.address is None:
+            with _local_ray(options, log=log) as resources:
                 yield resources
-        finally:
-            _started_here = False
-            if options.address is not None:
-                ray.shutdown()  # disconnects this driver; the cluster keeps running
+        else:
+            with _joined(options, log=log) as resources:
+                yield resources
+
+
+@contextlib.contextmanager
+def _joined(
+    options: RayOptions, *, log: Callable[[str], None] | None = None
+) -> Iterator[dict[str, float]]:
+    """Join the cluster at ``options.address``; disconnect this driver at the end."""
+    import ray
+
+    assert options.address is not None
+    with quiet_ray_logs():
+        _join(options.address)
+    try:
+        resources = ray.cluster_resources()
+        where = f"the Ray cluster at {options.address}"
+        _check_resources(options, resources, where)
+        if log is not None:
+            log(f"joined {where} ({_describe(resources)})")
+        yield resources
+    finally:
+        ray.shutdown()  # disconnects this driver; the cluster keeps running
 
 
 def _join(address: str) -> None:
@@ -319,7 +307,7 @@ def _local_ray(
     if log is not None:
         log(f"starting Ray on this machine ({cpus} CPUs, files in {temp_dir})")
     env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    with _environ(env), _quiet_ray_logs():
+    with patched_environ(env), quiet_ray_logs():
         temp_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_sessions(temp_dir)
         try:
@@ -414,74 +402,15 @@ def _check_resources(options: RayOptions, resources: Mapping[str, float], where:
         )
 
 
-def run_ray(
-    study: optuna.Study,
-    script: ScriptSpec,
-    space: SearchSpace,
-    options: RunOptions,
-    ray_options: RayOptions,
-    *,
-    progress: Progress | None = None,
-    on_trial: Callable[[FrozenTrial], None] | None = None,
-) -> RunSummary:
-    """Run trials of ``script`` in ``study`` through Ray Tune until ``options`` says stop.
-
-    The budget and limits are those of the Optuna backend (``options.n_trials`` is the target
-    number of finished trials in the study, interrupted trials of earlier runs are re-run
-    first, ``options.timeout`` stops new trials); ``ray_options`` says where and how wide.
-    ``options.n_jobs`` must stay 1: ``ray_options.workers`` sets the parallelism. Ctrl-C or
-    SIGTERM stops the run: running trials are recorded as interrupted and re-run next time.
-
-    Raises:
-        RayBackendError: if Ray cannot run the trials (see :func:`ray_cluster`).
-    """
-    if options.n_jobs != 1:
-        raise RayBackendError(
-            f"n_jobs is for the Optuna backend (got {options.n_jobs}); with Ray, set the "
-            "parallelism with --workers (RayOptions.workers)."
-        )
-    progress = progress or NullProgress()
-    with ray_cluster(ray_options, log=progress.message) as resources:
-        from tuner.runners._ray_tune import tune_study
-
-        recovered, start_counts = prepare_run(study, options, progress)
-        started = time.monotonic()
-        results_dir = _make_results_dir(ray_options)
-        progress.start(study, start_counts, options.n_trials, options.timeout)
-        try:
-            interrupted = tune_study(
-                study,
-                script,
-                space,
-                options,
-                ray_options,
-                counts=start_counts,
-                resources=resources,
-                progress=progress,
-                on_trial=on_trial,
-                results_dir=results_dir,
-            )
-        except Exception as e:
-            failure = storage_failure(e)
-            if failure is None:
-                raise
-            raise failure from None
-        finally:
-            progress.stop()
-            shutil.rmtree(results_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                results_dir.parent.rmdir()  # only when nothing else is in it
-    return summarize_run(
-        study,
-        start_counts=start_counts,
-        started=started,
-        interrupted=interrupted,
-        recovered=recovered,
-    )
-
-
-def _make_results_dir(options: RayOptions) -> Path:
-    """Where Ray Tune keeps the run's experiment files (removed at the end of the run)."""
+@contextlib.contextmanager
+def results_dir(options: RayOptions) -> Iterator[Path]:
+    """Where Ray Tune keeps a run's experiment files: removed at the end of the block."""
     base = _temp_dir(options)
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="results-", dir=base))
+    path = Path(tempfile.mkdtemp(prefix="results-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when nothing else is in it

@@ -1,14 +1,16 @@
 """The Ray Tune side of the Ray backend: trainable, study searcher, error hook, and the run.
 
-Imported by :func:`tuner.runners.run_ray` only, since importing Ray Tune takes seconds.
+Imported by :func:`tuner.runners.run_ray` only, since importing Ray Tune takes seconds. The
+per-trial setup and bookkeeping are the Optuna backend's (:mod:`tuner.runners._core`).
 
 Who records what:
 
 * The driver's :class:`StudySearcher` (an ``OptunaSearch`` on mttune's study and sampler)
-  asks the study for a trial when Ray has room for one, tags it (``runner``, ``seed``) and
-  keeps its heartbeat; it records each intermediate value as it arrives and tells the study
-  the trial's end: COMPLETE or FAIL from the trial's final result, PRUNED when ASHA stopped
-  the trial (no final result), interrupted FAIL when the run stopped under it.
+  asks the study for a trial when Ray has room for one, keeps its heartbeat and starts it
+  as the Optuna backend does (``runner``, parameters, ``seed``); it records each
+  intermediate value as it arrives and tells the study the trial's end: COMPLETE or FAIL
+  from the trial's final result, PRUNED when ASHA stopped the trial (no final result),
+  interrupted FAIL when the run stopped under it.
 * On a Ray worker, :class:`ScriptTrainable` runs the user's script with
   :func:`~tuner.runners.run_script` (in a thread, so that the script never waits for Ray)
   and hands Tune one result per intermediate report and a final one at the end.
@@ -46,7 +48,7 @@ from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -54,21 +56,10 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner._errors import MttuneError
-from tuner.runners._optuna import RunOptions
-from tuner.runners._progress import Progress
+from tuner.runners._core import OUTCOME_STATES, RunBook, start_trial, trial_env
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
-from tuner.runners._ray import RayOptions, _environ, _quiet_ray_logs
-from tuner.runners._study import (
-    STDERR_TAIL_CHARS,
-    StudyCounts,
-    best_trial,
-    count_trials,
-    fail_dead_local_trials,
-    outcome_attrs,
-    recover_interrupted,
-    runner_attr,
-    trial_seed,
-)
+from tuner.runners._ray import RayOptions, patched_environ, quiet_ray_logs
+from tuner.runners._study import STDERR_TAIL_CHARS, outcome_attrs
 from tuner.space import SearchSpace
 from tuner.studies import TrialAttr
 
@@ -93,8 +84,6 @@ _QUIET_TUNE = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
 }
-
-_STATES = {"complete": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED}
 
 
 def _not_restorable(*_: Any) -> None:
@@ -148,7 +137,7 @@ def run_trial(
         spec,
         config["params"],
         seed=config["seed"],
-        env={"MTTUNE_TRIAL_NUMBER": str(config["number"]), "MTTUNE_STUDY": job.study_name},
+        env=trial_env(job.study_name, config["number"]),
         timeout=job.timeout,
         on_report=on_report,
         max_output_bytes=job.max_output_bytes,
@@ -262,28 +251,14 @@ class StudySearcher(OptunaSearch):
     Args:
         study: The study, with its sampler set.
         space: The search space.
-        options: Budget and seeds.
-        counts: The study's counts when the run starts.
-        progress: Receives each finished trial.
-        on_trial: Called with each finished trial.
+        book: The run's bookkeeping (its budget and seeds, its counts, progress).
     """
 
-    def __init__(
-        self,
-        study: optuna.Study,
-        space: SearchSpace,
-        options: RunOptions,
-        *,
-        counts: StudyCounts,
-        progress: Progress,
-        on_trial: Callable[[FrozenTrial], None] | None = None,
-    ) -> None:
+    def __init__(self, study: optuna.Study, space: SearchSpace, *, book: RunBook) -> None:
         self._study = study
         self._search_space = space
-        self._options = options
-        self._counts = counts
-        self._progress = progress
-        self._on_trial = on_trial
+        self._options = book.options
+        self._book = book
         self._started = time.monotonic()
         self._live: dict[str, _Live] = {}
         self._errored: dict[str, _Live] = {}
@@ -325,12 +300,13 @@ class StudySearcher(OptunaSearch):
         target = self._options.n_trials
         timeout = self._options.timeout
         timed_out = timeout is not None and time.monotonic() - self._started >= timeout
-        if timed_out or (target is not None and self._counts.done >= target):
+        done = self._book.counts.done
+        if timed_out or (target is not None and done >= target):
             if self.in_flight:
                 return None
             self.finished = True
             return Searcher.FINISHED
-        if target is not None and self._counts.done + self.in_flight >= target:
+        if target is not None and done + self.in_flight >= target:
             return None
         return _GO
 
@@ -344,16 +320,13 @@ class StudySearcher(OptunaSearch):
             # keeps each trial's heartbeat itself, as optimize does.
             warnings.simplefilter("ignore", UserWarning)
             trial = self._study.ask()
-        trial.set_user_attr(TrialAttr.RUNNER.key, runner_attr())
         heartbeat = get_heartbeat_thread(trial._trial_id, self._study._storage)
         heartbeat.start()
         live = _Live(trial, heartbeat, time.monotonic())
         self._live[trial_id] = live
         self._ot_trials[trial_id] = trial
         try:
-            params = self._search_space.suggest(trial)
-            seed = trial_seed(self._options.seed, trial.number)
-            trial.set_user_attr(TrialAttr.SEED.key, seed)
+            params, seed = start_trial(trial, self._search_space, self._options)
         except BaseException as e:
             del self._live[trial_id]
             self._finish(
@@ -389,7 +362,7 @@ class StudySearcher(OptunaSearch):
             payload = json.loads(result[OUTCOME])
             for step, value in payload["intermediate"]:
                 self._report(live, step, value)
-            state = _STATES[payload["state"]]
+            state = OUTCOME_STATES[payload["state"]]
             value = payload["value"] if state == TrialState.COMPLETE else None
             self._finish(live, state, payload["attrs"], value=value)
         elif ITER in result:  # no final result: the scheduler stopped it at this report
@@ -455,14 +428,7 @@ class StudySearcher(OptunaSearch):
             frozen = self._study.tell(trial, value, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # another runner of the study recovered it first
-        trials = self._study.get_trials(deepcopy=False)
-        self._counts = count_trials(trials)
-        self._progress.trial_finished(frozen, self._counts, best_trial(self._study, trials))
-        if self._on_trial is not None:
-            self._on_trial(frozen)
-        if recover:
-            fail_dead_local_trials(self._study)
-            recover_interrupted(self._study)
+        self._book.trial_finished(frozen, recover=recover)
 
 
 def _error_summary(error: str) -> str:
@@ -553,13 +519,10 @@ def tune_study(
     study: optuna.Study,
     script: ScriptSpec,
     space: SearchSpace,
-    options: RunOptions,
     ray_options: RayOptions,
     *,
-    counts: StudyCounts,
+    book: RunBook,
     resources: Mapping[str, float],
-    progress: Progress,
-    on_trial: Callable[[FrozenTrial], None] | None,
     results_dir: Path,
 ) -> bool:
     """Run the trials through a Ray Tune ``Tuner`` (Ray is initialised already).
@@ -567,16 +530,42 @@ def tune_study(
     Returns:
         Whether the run was interrupted (Ctrl-C, SIGTERM) before reaching its budget.
     """
-    searcher = StudySearcher(
-        study, space, options, counts=counts, progress=progress, on_trial=on_trial
-    )
+    searcher = StudySearcher(study, space, book=book)
     job = TrialJob(
         script=script,
         study_name=study.study_name,
-        timeout=options.trial_timeout,
-        max_output_bytes=options.max_output_bytes,
+        timeout=book.options.trial_timeout,
+        max_output_bytes=book.options.max_output_bytes,
         cwd=os.getcwd(),
     )
+    tuner = _tuner(job, searcher, ray_options, resources=resources, results_dir=results_dir)
+    restore = _forward_sigterm()
+    interrupted = False
+    try:
+        with patched_environ(_QUIET_TUNE), quiet_ray_logs(logging.CRITICAL):
+            tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    except TuneError as e:
+        cause = _root_cause(e)
+        if cause is e:
+            raise
+        raise cause from None  # Tune's wrapper says only "see the previous errors"
+    finally:
+        restore()
+        searcher.close()
+    return interrupted or not searcher.finished
+
+
+def _tuner(
+    job: TrialJob,
+    searcher: StudySearcher,
+    ray_options: RayOptions,
+    *,
+    resources: Mapping[str, float],
+    results_dir: Path,
+) -> tune.Tuner:
+    """The ``Tuner`` of a run: the script's trainable, the searcher, the scheduler."""
     trainable = tune.with_resources(
         tune.with_parameters(ScriptTrainable, job=job),
         {"cpu": ray_options.cpus_per_trial, "gpu": ray_options.gpus_per_trial},
@@ -592,7 +581,7 @@ def tune_study(
             reduction_factor=_ASHA_REDUCTION,
             stop_last_trials=False,
         )
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
@@ -612,19 +601,3 @@ def tune_study(
             callbacks=[TrialHook(searcher)],
         ),
     )
-    restore = _forward_sigterm()
-    interrupted = False
-    try:
-        with _environ(_QUIET_TUNE), _quiet_ray_logs(logging.CRITICAL):
-            tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-    except TuneError as e:
-        cause = _root_cause(e)
-        if cause is e:
-            raise
-        raise cause from None  # Tune's wrapper says only "see the previous errors"
-    finally:
-        restore()
-        searcher.close()
-    return interrupted or not searcher.finished
