@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         "# `ask()` latency",
         "",
         f"Prior `{args.prior.name}`"
-        f" ({len(space)} params, {prior.encoder.dim} encoded dims, ensemble of "
+        f" ({len(space)} params, {prior.features.dim} encoded dims, ensemble of "
         f"{prior.model.ensemble}); Python {platform.python_version()}, optuna "
         f"{optuna.__version__}; median of {args.repeats} asks per cell. `ask` includes the "
         "objective's `suggest` calls (where samplers do their work); `tell` includes "

@@ -92,7 +92,7 @@ def first_trial_headroom(suite, raw: Path) -> dict[str, Any]:
     cands = [task.best_configs(1)[0] for task in past.tasks]
     scored = [score(v) for v in evaluate(cands)]
     # each candidate's normalised value on each past study, read off the study's nearest trial
-    x = past.encoder.encode_many(cands)
+    x = past.features.encode(cands)
     z = np.stack([t.z[((x[:, None] - t.x[None]) ** 2).sum(-1).argmin(1)] for t in past.tasks], 1)
     picks = {
         "the portfolio's first (best mean over the past studies)": cands.index(

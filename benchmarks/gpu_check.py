@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
     from tuner.metadataset import build_metadataset
     from tuner.prior import load_prior, save_prior
-    from tuner.space import load_space
+    from tuner.space import Encoder, load_space
 
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
@@ -107,7 +107,9 @@ def main(argv=None) -> int:
                 [dev, round(seconds, 2), prior.info["training"]["steps"]]
             )
             print(name, dev, f"{seconds:.1f}s", prior.info["training"]["steps"], flush=True)
-        x = ds.encoder.sample(64, probe_rng)
+        x = ds.features.encode(
+            Encoder(ds.space).decode_many(Encoder(ds.space).sample(64, probe_rng))
+        )
         if len(priors) == 3:
             a, b = priors[0].predict_targets(x), priors[1].predict_targets(x)
             entry["cuda_deterministic"] = bool(np.array_equal(a.mean, b.mean))

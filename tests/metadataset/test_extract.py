@@ -81,7 +81,7 @@ def storage(tmp_path) -> str:
 def test_extracts_usable_studies_and_explains_skips(storage):
     ds = build_metadataset([storage], SPACE)
     names = {t.study for t in ds.tasks}
-    assert names == {"min-a", "max-b", "wide"}  # wide keeps its in-bounds trials
+    assert names == {"min-a", "max-b", "wide"}
     report = ds.report
     skipped = dict((n.split(":")[-1], r) for n, r in report.skipped_studies)
     assert "do not fit the search space" in skipped["other-space"]
@@ -90,10 +90,15 @@ def test_extracts_usable_studies_and_explains_skips(storage):
     assert "only 3 usable" in skipped["few"]
     assert report.skipped_trials["state FAIL"] == 4
     assert report.skipped_trials["state PRUNED"] == 3
-    assert report.skipped_trials["out of bounds"] == 7  # x in 1.25..2.75 of study "wide"
-    assert report.skipped_trials["other space"] == 6  # study "other-space"
+    assert report.skipped_trials["other space"] == 6  # study "other-space": no 'x' or 'kind'
+    assert report.ignored_params["lr"] == 6
+    # values beyond the YAML's range are data: study "wide" keeps all 12 trials (x up to
+    # 2.75), and the prior's coordinates cover them
     wide = next(t for t in ds.tasks if t.study == "wide")
-    assert wide.n == 5 and wide.values.max() <= 1.0
+    assert wide.n == 12 and wide.values.max() == pytest.approx(2.75)
+    x = ds.features.lookup("x")
+    assert (x.low, x.high) == (0.0, 3.0) and wide.x[:, 0].max() <= 1.0
+    assert report.params["x"] == {"studies": 3, "trials": 36}
     lines = "\n".join(report.lines())
     assert "used 3 studies" in lines and "skipped study" in lines
 
@@ -209,3 +214,57 @@ def test_reading_a_wal_database_leaves_no_file_behind(tmp_path):
         folder.chmod(0o755)
     assert len(ds.tasks) == 3
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def _drifting_history(tmp_path) -> list[str]:
+    """Plain-Optuna define-by-run studies whose spaces drifted (no YAML anywhere)."""
+    urls = []
+    for i, (high, log, extra) in enumerate(
+        [(0.3, True, False), (0.1, True, True), (0.2, False, True)]
+    ):
+        url = f"sqlite:///{tmp_path / f'h{i}.db'}"
+        urls.append(url)
+
+        def objective(trial, high=high, log=log, extra=extra):
+            lr = trial.suggest_float("lr", 1e-4, high, log=log)
+            opt = trial.suggest_categorical("optimizer", ["adam", "sgd"])
+            m = trial.suggest_float("momentum", 0.0, 0.99) if opt == "sgd" else 0.0
+            ls = trial.suggest_float("label_smoothing", 0.0, 0.2) if extra else 0.0
+            return (math.log10(lr) + 2) ** 2 + m + ls
+
+        study = optuna.create_study(
+            study_name=f"h{i}", storage=url, sampler=optuna.samplers.RandomSampler(seed=i)
+        )
+        study.optimize(objective, n_trials=20)
+    return urls
+
+
+def test_studies_whose_spaces_drifted_are_pooled_without_a_space(tmp_path):
+    urls = _drifting_history(tmp_path)
+    ds = build_metadataset(urls)
+    assert len(ds.tasks) == 3 and sum(t.n for t in ds.tasks) == 60  # no trial skipped
+    space = ds.space
+    assert space.names == ["lr", "optimizer", "momentum", "label_smoothing"]
+    lr = space.params["lr"].distribution
+    assert (lr.low, lr.high, lr.log) == (1e-4, 0.3, True)  # union of ranges, log kept
+    cond = space.params["momentum"].condition
+    assert cond is not None and (cond.parent, cond.values) == ("optimizer", ("sgd",))
+    assert space.params["label_smoothing"].condition is None
+    # label_smoothing is missing from the first study although active: a presence column
+    assert ds.features.lookup("label_smoothing").masked
+    assert not ds.features.lookup("momentum").masked  # its absence is the condition's
+    first = next(t for t in ds.tasks if t.study == "h0")
+    col = ds.features.columns("label_smoothing")
+    assert (first.x[:, col.stop - 1] == 0).all()
+    assert ds.report.params["label_smoothing"] == {"studies": 2, "trials": 40}
+    assert ds.report.space_from == "3 studies"
+    assert any("'lr': ranges pooled" in n for n in ds.report.notes)
+
+
+def test_infer_space_writes_a_space_that_loads(tmp_path):
+    from tuner.metadataset import infer_space
+
+    space, report = infer_space(_drifting_history(tmp_path))
+    again = parse_space(space.to_yaml())
+    assert again == space and again.params["momentum"].condition is not None
+    assert len(report.sources) == 3

@@ -65,7 +65,7 @@ def test_meta_train_then_show(past, capsys):
     captured = capsys.readouterr()
     assert "used 5 studies with 125 trials" in captured.err
     assert "wrote" in captured.out
-    prior = load_prior(out, space=load_space(space_file))
+    prior = load_prior(out)
     assert len(prior.info["sources"]["used"]) == 5
     assert prior.info["training"]["seed"] == 3
     assert main(["prior", "show", str(out)]) == 0
@@ -148,3 +148,28 @@ def test_show_of_a_bad_file_is_an_error(tmp_path, capsys):
     bad.write_bytes(b"\x00" * 100)
     assert main(["prior", "show", str(bad)]) == 1
     assert "not a readable safetensors prior" in capsys.readouterr().err
+
+
+def test_meta_train_without_a_space_on_define_by_run_studies(past, capsys):
+    """Plain Optuna studies record no space: it is inferred from their trials."""
+    tmp_path, space_file = past
+    out = tmp_path / "p.safetensors"
+    argv = ["meta-train", "--from", str(tmp_path / "past-*.db"), "-o", str(out)]
+    assert main([*argv, "--max-steps", "40", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "search space: inferred from 5 studies" in err and "parameter kind: in 5" in err
+    prior = load_prior(out)
+    assert prior.space.names == ["a", "b", "kind"]
+    assert prior.space.distributions == load_space(space_file).distributions
+
+
+def test_space_infer_writes_yaml_that_loads(past, capsys):
+    tmp_path, space_file = past
+    out = tmp_path / "inferred.yaml"
+    assert main(["space", "infer", str(tmp_path / "past-*.db"), "-o", str(out)]) == 0
+    assert load_space(out).distributions == load_space(space_file).distributions
+    assert main(["space", "infer", str(tmp_path / "past-0.db")]) == 0
+    assert "kind:" in capsys.readouterr().out  # no -o: printed
+    for bad in ("", str(tmp_path)):
+        assert main(["space", "infer", str(tmp_path / "past-0.db"), "-o", bad]) == 1
+    assert "not a regular file" in capsys.readouterr().err

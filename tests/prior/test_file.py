@@ -14,13 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.prior.conftest import SPACE
-from tuner.prior import (
-    PriorFileError,
-    PriorSpaceMismatchError,
-    load_prior,
-    save_prior,
-)
-from tuner.space import SearchSpace
+from tuner.prior import PriorFileError, load_prior, save_prior
 
 
 @pytest.fixture
@@ -29,7 +23,7 @@ def saved(bowl_prior, tmp_path):
 
 
 def test_round_trip_keeps_predictions_and_metadata(bowl_prior, saved):
-    loaded = load_prior(saved, space=SPACE)
+    loaded = load_prior(saved)
     configs = [{"a": 0.1, "b": 0.9}, {"a": 0.3, "b": 0.7}]
     observed = [({"a": 0.5, "b": 0.5}, 0.2), ({"a": 0.2, "b": 0.6}, 0.05)]
     p1 = bowl_prior.predict(configs, observed)
@@ -62,23 +56,7 @@ def test_header_length_that_looks_like_pickle_or_zip_magic_loads(bowl_prior, tmp
     starts = {pad: header_start(pad) for pad in range(max(gap - 8, 0), gap + 8)}
     pad = next(p for p, head in starts.items() if head.startswith(magic))
     header_start(pad)
-    assert load_prior(path, space=SPACE).info["pad"] == "x" * pad
-
-
-def test_wrong_space_names_the_differing_params(saved):
-    other = SearchSpace.from_dict(
-        {
-            "objective": {"name": "loss"},
-            "params": {
-                "a": {"type": "float", "low": 0.0, "high": 2.0},
-                "c": {"type": "int", "low": 1, "high": 3},
-            },
-        }
-    )
-    with pytest.raises(PriorSpaceMismatchError) as e:
-        load_prior(saved, space=other)
-    msg = str(e.value)
-    assert "'a'" in msg and "'b' only in the first space" in msg and "'c'" in msg
+    assert load_prior(path).info["pad"] == "x" * pad
 
 
 def _expect_error(path, needle):
@@ -254,3 +232,49 @@ def test_saved_prior_is_readable_as_the_umask_allows(bowl_prior, tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_features_and_portfolio_configs_round_trip(bowl_prior, saved):
+    loaded = load_prior(saved)
+    assert loaded.features == bowl_prior.features
+    assert loaded.portfolio_configs == json.loads(json.dumps(bowl_prior.portfolio_configs))
+    assert [f.name for f in loaded.features] == SPACE.names
+
+
+def test_a_format_1_file_still_loads_with_the_features_of_its_space(bowl_prior, saved, tmp_path):
+    """Files written before priors knew parameters by name: one space's unit cube."""
+
+    def downgrade(m):
+        m["format"] = "mttune-prior/1"
+        del m["features"], m["portfolio_configs"]
+
+    old = load_prior(_rewrite(saved, tmp_path, meta=downgrade))
+    assert old.features == bowl_prior.features
+    configs = [{"a": 0.1, "b": 0.9}, {"a": 0.3, "b": 0.7}]
+    np.testing.assert_allclose(
+        old.predict(configs).mean, bowl_prior.predict(configs).mean, rtol=1e-6
+    )
+    # its portfolio configs are decoded from the unit cube
+    assert len(old.portfolio_configs) == len(bowl_prior.portfolio)
+    for c, ref in zip(old.portfolio_configs, bowl_prior.portfolio_configs, strict=True):
+        assert c == pytest.approx(ref, abs=1e-6)
+
+
+def test_an_unknown_format_says_how_to_fix_it(saved, tmp_path):
+    bumped = _rewrite(saved, tmp_path, meta=lambda m: m.update(format="mttune-prior/9"))
+    _expect_error(bumped, "Meta-train the prior again")
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda m: m.update(features="a, b"), "metadata 'features' has the wrong type"),
+        (lambda m: m["features"][0].update(kind="tensor"), "stored features are invalid"),
+        (lambda m: m["features"][0].update(low="x"), "stored features are invalid"),
+        (lambda m: m["features"].pop(), "without features"),
+        (lambda m: m["portfolio_configs"].pop(), "'portfolio_configs' must be"),
+        (lambda m: m["portfolio_configs"][0].update(a=[1, 2]), "'portfolio_configs' must be"),
+    ],
+)
+def test_tampered_features_are_a_clear_error(saved, tmp_path, edit, needle):
+    _expect_error(_rewrite(saved, tmp_path, meta=edit), needle)

@@ -15,6 +15,7 @@ from tuner.prior import Calibration, MAMLConfig, MetaPrior, ModelConfig
 from tuner.prior._maml import init_ensemble
 from tuner.sampler import LowerConfidenceBound, _core, concordance, expected_improvement
 from tuner.sampler._acquisition import resolve_acquisition
+from tuner.sampler._mapping import StudyMapping
 from tuner.sampler._state import StudyState
 
 PORTFOLIO = np.array([[0.1, 0.1], [0.9, 0.9], [0.75, 0.25]])
@@ -30,9 +31,10 @@ def prior() -> MetaPrior:
 
 
 def _obs(x: np.ndarray, y: np.ndarray) -> _core.Observations:
+    """Observations of the prior's own space: study and prior coordinates coincide."""
     x = np.asarray(x, dtype=float).reshape(-1, 2)
     y = np.asarray(y, dtype=float)
-    return _core.Observations(tuple(range(len(y))), x, y, np.zeros(len(y), dtype=bool))
+    return _core.Observations(tuple(range(len(y))), x, x, y, np.zeros(len(y), dtype=bool))
 
 
 def _context(**kw) -> _core.StudyContext:
@@ -107,14 +109,16 @@ def test_gp_refit_points_grow_and_stay_put_between_refits():
 
 # ---------------------------------------------------------------------- proposals
 def _propose(prior, obs, context=None, *, surrogate=None, portfolio_trials=10, **settings):
+    mapping = StudyMapping(prior, SPACE.distributions)
     return _core.propose(
         prior,
+        mapping,
         obs,
         context or _context(),
         _settings(portfolio_trials=portfolio_trials, **settings),
         np.random.default_rng(0),
         surrogate=surrogate,
-        portfolio_configs=_core.portfolio(prior),
+        portfolio_configs=mapping.portfolio(_core.portfolio_rows(prior)),
     )
 
 
@@ -180,9 +184,12 @@ def test_the_study_state_serves_one_storage_and_forgets_finished_trials():
     a, b = Storage(), Storage()
     state = StudyState(a)
     assert state.serves(a) and not state.serves(b)
-    state.proposals[1] = {"x": 0.0}
+    state.proposals[1] = ({"x": 0.0}, ("space",))
     state.adapted[1] = ((), None)  # type: ignore[assignment]
     state.forget(1)
     assert not state.proposals and not state.adapted
-    state.keep_encoding(5, None)
-    assert state.encoding(5) == (True, None) and state.encoding(6) == (False, None)
+    state.keep_encoding(("space",), 5, None)
+    assert state.encoding(("space",), 5) == (True, None)
+    assert state.encoding(("space",), 6) == (False, None)
+    # encodings of another space are not those of this one
+    assert state.encoding(("other space",), 5) == (False, None)

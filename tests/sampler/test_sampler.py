@@ -142,14 +142,16 @@ class _FirstValueSampler(optuna.samplers.BaseSampler):
 
 
 def test_define_by_run_outside_the_prior(xy_prior):
-    """The prior sets the parameters it knows; unknown ones, parameters asked with another
-    distribution and conditionals are the fallback's, on the same trial."""
-    sampler = MetaPriorSampler(xy_prior, seed=0, fallback=_FirstValueSampler())
+    """The prior sets the parameters it knows; unknown ones, a known name asked as another
+    kind (text choices for a number) and their conditionals are the fallback's, on the same
+    trial, and the trial records who set what."""
+    trusting = NegativeTransferGuard(min_evidence=40, ceiling=1.0)  # no fallback trials
+    sampler = MetaPriorSampler(xy_prior, seed=0, fallback=_FirstValueSampler(), guard=trusting)
     study = optuna.create_study(sampler=sampler)
 
     def objective(trial):
         x = trial.suggest_float("x", -1, 1)  # the prior's
-        y = trial.suggest_int("y", 0, 5)  # same name, other distribution
+        y = len(trial.suggest_categorical("y", ["lo", "high"]))  # same name, another kind
         kind = trial.suggest_categorical("kind", ["a", "b"])  # unknown to the prior
         extra = trial.suggest_float("lr", 1e-4, 1, log=True) if kind == "b" else 0.0
         return x**2 + y + extra
@@ -159,8 +161,10 @@ def test_define_by_run_outside_the_prior(xy_prior):
     for t in study.trials:
         assert t.user_attrs[TrialAttr.SOURCE.key] != "fallback"
         # the fallback's marks on everything the prior does not cover
-        assert (t.params["y"], t.params["kind"], t.params["lr"]) == (0, "b", 1e-4)
-    # x is the prior's: diverse zero-shot proposals near the family's optimum, not -1
+        assert (t.params["y"], t.params["kind"], t.params["lr"]) == ("high", "b", 1e-4)
+        sources = t.user_attrs[TrialAttr.PARAM_SOURCES.key]
+        assert sources == {"x": "prior", "y": "fallback", "kind": "fallback", "lr": "fallback"}
+    # x is the prior's: diverse proposals near the family's optimum, not -1
     xs = [t.params["x"] for t in study.trials]
     assert len(set(xs)) == len(xs) and all(x != -1.0 for x in xs)
     assert min(abs(x - CENTRE[0]) for x in xs) < 0.3

@@ -34,7 +34,8 @@ _EPILOG = """\
 examples:
   mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 20
   mttune run train.sh --space space.yaml --storage postgresql://user@host/db --n-jobs 4
-  mttune meta-train --space search_spaces/mlp.yaml --from 'studies/past/*.db' -o p.safetensors
+  mttune meta-train --from 'studies/past/*.db' -o p.safetensors   # space from the studies
+  mttune space infer 'studies/past/*.db' -o space.yaml
   mttune prior show studies/mlp.prior.safetensors
   mttune review studies/mlp-digits.db                       # list the studies
   mttune review studies/mlp-digits.db --study mlp-digits --html report.html
@@ -54,6 +55,11 @@ _COMMANDS = {
         "meta-learn a warm-start prior from past studies (MAML)",
     ),
     "prior": ("tuner.cli._prior", "configure_prior", "inspect a prior file"),
+    "space": (
+        "tuner.cli._space",
+        "configure_space",
+        "infer the search space of past studies (YAML)",
+    ),
     "review": (
         "tuner.cli._review",
         "configure_review",

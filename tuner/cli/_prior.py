@@ -27,6 +27,7 @@ from tuner.space import load_space
 
 _TRAIN_EPILOG = """\
 examples:
+  mttune meta-train --from 'studies/past/*.db' -o p.safetensors     # space from the studies
   mttune meta-train --space search_spaces/mlp.yaml --from 'studies/past/*.db' -o p.safetensors
   mttune meta-train --space space.yaml --from postgresql://me@db/optuna --study a b -o p.st
   mttune meta-train --space space.yaml --from 'runs/*.db' -o p.safetensors --device cuda --seed 1
@@ -36,12 +37,16 @@ examples:
 def configure_meta_train(p: argparse.ArgumentParser) -> None:
     """The arguments of ``mttune meta-train``."""
     p.description = (
-        "Read past tuning studies (each study is one task), meta-train a MAML "
-        "prior over the search space, validate it on held-out studies and write it to a "
-        "safetensors file."
+        "Read past tuning studies (each study is one task; their spaces may differ: "
+        "parameters are pooled by name), meta-train a MAML prior over the hyperparameters, "
+        "validate it on held-out studies and write it to a safetensors file."
     )
     p.epilog = _TRAIN_EPILOG
-    p.add_argument("--space", required=True, help="search space YAML file")
+    p.add_argument(
+        "--space",
+        help="search space YAML file (default: inferred from the studies, as "
+        "'mttune space infer' prints it)",
+    )
     p.add_argument(
         "--from",
         dest="sources",
@@ -113,7 +118,7 @@ def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
     console = make_console(stderr=True)
     model, maml = _settings(args)  # settings first: no waiting for the studies to hear of a typo
-    space = load_space(args.space)
+    space = load_space(args.space) if args.space else None
     dataset = build_metadataset(
         args.sources, space, studies=args.studies, min_trials=args.min_trials
     )
@@ -204,6 +209,10 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     )
     for s in sources.get("skipped_studies", [])[:5]:
         console.print(f"  skipped {s.get('study')}: {s.get('reason')}")
+    for f in prior.features:
+        presence = ", sometimes absent" if f.masked else ""
+        aliases = f" (aliases {', '.join(f.aliases)})" if f.aliases else ""
+        console.print(f"  {f.name}{aliases}: {f.kind} {f.describe()}{presence}", markup=False)
     console.print(
         f"ensemble of {prior.model.ensemble} MLPs ({prior.model.layers}x{prior.model.hidden}), "
         f"MAML {'first' if prior.maml.first_order else 'second'}-order, "

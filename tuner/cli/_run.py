@@ -195,7 +195,7 @@ def handle(args: argparse.Namespace) -> int:
     from tuner.cli._main import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK
 
     space = load_space(args.space)
-    prior = load_prior(args.prior, space=space) if args.prior else None
+    prior = load_prior(args.prior) if args.prior else None
     study_name = args.study or space.name or Path(args.script).stem
     storage = normalize_url(args.storage) if args.storage else default_storage_url(study_name)
     script = ScriptSpec.detect(
@@ -259,7 +259,7 @@ def _open_study(
     seed = sampler_seed(study, args.seed)  # resume-aware, apart from the other runners
     study.sampler = make_sampler(args.sampler, seed)
     if prior is not None:
-        study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed)
+        study.sampler = MetaPriorSampler(prior, fallback=study.sampler, seed=seed, space=space)
         record_prior(study, prior, args.prior)
     return study
 

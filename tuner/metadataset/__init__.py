@@ -7,6 +7,7 @@ from tuner.metadataset._extract import (
     Task,
     build_metadataset,
     expand_sources,
+    infer_space,
 )
 from tuner.metadataset._normalize import orient, rank_normalize
 
@@ -17,6 +18,7 @@ __all__ = [
     "Task",
     "build_metadataset",
     "expand_sources",
+    "infer_space",
     "orient",
     "rank_normalize",
 ]

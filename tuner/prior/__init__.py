@@ -4,7 +4,6 @@ from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._file import (
     FORMAT,
     PriorFileError,
-    PriorSpaceMismatchError,
     load_prior,
     save_prior,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "PriorFileError",
-    "PriorSpaceMismatchError",
     "diverse_top",
     "load_prior",
     "meta_train",

@@ -2,11 +2,17 @@
 
 Layout::
 
-    header.__metadata__["mttune"]   JSON: format, space (+hash), model, maml, calibration,
-                                    sources, versions, validation metrics, ...
+    header.__metadata__["mttune"]   JSON: format, space (+hash), features (the named
+                                    hyperparameters and their ranges), portfolio configs,
+                                    model, maml, calibration, sources, versions, validation
+                                    metrics, ...
     params.<name>                   float32 (M, ...)  stacked ensemble weights
     log_lr.<name>                   float32 (M,)      inner-loop log learning rates
-    portfolio                       float32 (P, D)    encoded best configs of the sources
+    portfolio                       float32 (P, D)    the sources' best configs, in the
+                                                      prior's coordinates
+
+Files of format 1 (one search space's unit cube, no features) still load: their features
+are those of their space.
 
 Loading parses only the safetensors header (JSON) and raw little-endian arrays: nothing is
 unpickled or executed. Every check failure is a :class:`PriorFileError` that says what is
@@ -31,20 +37,17 @@ from tuner._errors import MttuneError
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._maml import surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
-from tuner.space import Encoder, SearchSpace, SpaceError
+from tuner.space import FeatureSpace, SearchSpace, SpaceError
 
-__all__ = ["FORMAT", "PriorFileError", "PriorSpaceMismatchError", "load_prior", "save_prior"]
+__all__ = ["FORMAT", "PriorFileError", "load_prior", "save_prior"]
 
-FORMAT = "mttune-prior/1"
+FORMAT = "mttune-prior/2"
+_FORMAT_1 = "mttune-prior/1"
 _MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 class PriorFileError(MttuneError, ValueError):
     """A prior file is missing, truncated, tampered with, or not a prior at all."""
-
-
-class PriorSpaceMismatchError(PriorFileError):
-    """The prior was trained for another search space."""
 
 
 def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
@@ -54,7 +57,9 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
         "format": FORMAT,
         "space": prior.space.to_dict(),
         "space_hash": prior.space.hash,
-        "encoding": {"dim": prior.encoder.dim, "columns": prior.encoder.dim_names},
+        "features": prior.features.to_list(),
+        "portfolio_configs": prior.portfolio_configs,
+        "encoding": {"dim": prior.features.dim},
         "model": dataclasses.asdict(prior.model),
         "maml": prior.maml.to_dict(),
         "calibration": prior.calibration.to_dict(),
@@ -78,18 +83,18 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_prior(path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> MetaPrior:
+def load_prior(path: str | os.PathLike[str]) -> MetaPrior:
     """Load and validate a prior file.
+
+    A prior maps onto any study's space by parameter name; what it covers of a given space
+    is the sampler's to say (:class:`~tuner.sampler.MetaPriorSampler`).
 
     Args:
         path: The ``.safetensors`` prior.
-        space: When given, the prior must be for this space (same content hash).
 
     Raises:
         PriorFileError: missing/empty/truncated/corrupt file, foreign safetensors file,
             metadata that contradicts the tensors, or non-finite weights.
-        PriorSpaceMismatchError: the prior was trained on another space; the message lists
-            the parameters that differ.
     """
     path = Path(path)
     if not path.is_file():
@@ -129,7 +134,7 @@ def load_prior(path: str | os.PathLike[str], *, space: SearchSpace | None = None
         meta = json.loads(header["mttune"])
     except (ValueError, RecursionError) as e:
         raise PriorFileError(f"{path}: the prior's metadata is not valid JSON: {e}") from None
-    return _build(path, meta, tensors, space)
+    return _build(path, meta, tensors)
 
 
 def _req(meta: Any, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -143,14 +148,49 @@ def _req(meta: Any, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     return value
 
 
-def _build(
-    path: Path, meta: Any, tensors: dict[str, torch.Tensor], expected: SearchSpace | None
-) -> MetaPrior:
+def _build(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> MetaPrior:
     fmt = _req(meta, "format", str, path)
-    if fmt != FORMAT:
+    if fmt not in (FORMAT, _FORMAT_1):
         raise PriorFileError(
-            f"{path}: prior format {fmt!r} is not supported (this mttune reads {FORMAT!r})."
+            f"{path}: prior format {fmt!r} is not supported (this mttune reads {FORMAT!r} "
+            f"and {_FORMAT_1!r}). Meta-train the prior again with this mttune."
         )
+    space = _space(meta, path)
+    model, maml, calibration = _settings(meta, path)
+    features = _features(meta, space, path) if fmt == FORMAT else FeatureSpace.from_space(space)
+    dim = features.dim
+    # shapes from the settings, checked against the tensors before anything is allocated
+    expected_shapes = {
+        name: (model.ensemble, *shape)
+        for name, shape in surrogate_shapes(dim, model.hidden, model.layers).items()
+    }
+    params, log_lrs = {}, {}
+    for name, shape in expected_shapes.items():
+        params[name] = _tensor(tensors, f"params.{name}", shape, path)
+        log_lrs[name] = _tensor(tensors, f"log_lr.{name}", (model.ensemble,), path)
+    portfolio = _portfolio(tensors, dim, path)
+    extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in params}
+    extra.discard("portfolio")
+    if extra:
+        raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
+    configs = _portfolio_configs(meta, len(portfolio), path) if fmt == FORMAT else None
+    info = meta.get("info", {})
+    _check_info(info, path)
+    return MetaPrior(
+        space,
+        model,
+        maml,
+        params,
+        log_lrs,
+        calibration,
+        portfolio,
+        info,
+        features=features,
+        portfolio_configs=configs,
+    )
+
+
+def _space(meta: Any, path: Path) -> SearchSpace:
     try:
         space = SearchSpace.from_dict(_req(meta, "space", dict, path), source=f"{path} (space)")
     except SpaceError as e:
@@ -160,13 +200,10 @@ def _build(
             f"{path}: the stored space hash does not match the stored space; the file was "
             "edited or corrupted."
         )
-    if expected is not None and expected.hash != space.hash:
-        diff = "; ".join(space.diff(expected)[:8])
-        raise PriorSpaceMismatchError(
-            f"{path}: the prior was trained for another search space (prior {space.hash}, "
-            f"yours {expected.hash}). Differences (prior vs yours): {diff}. Meta-train a "
-            "prior for this space, or tune without --prior."
-        )
+    return space
+
+
+def _settings(meta: Any, path: Path) -> tuple[ModelConfig, MAMLConfig, Calibration]:
     try:
         model = ModelConfig(**_req(meta, "model", dict, path))
         maml = MAMLConfig(**_req(meta, "maml", dict, path))
@@ -182,38 +219,48 @@ def _build(
         or not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in a + b)
     ):
         raise PriorFileError(f"{path}: invalid calibration {cal!r}.")
-    dim = Encoder(space).dim
-    # shapes from the settings, checked against the tensors before anything is allocated
-    expected_shapes = {
-        name: (model.ensemble, *shape)
-        for name, shape in surrogate_shapes(dim, model.hidden, model.layers).items()
-    }
-    params, log_lrs = {}, {}
-    for name, shape in expected_shapes.items():
-        params[name] = _tensor(tensors, f"params.{name}", shape, path)
-        log_lrs[name] = _tensor(tensors, f"log_lr.{name}", (model.ensemble,), path)
+    return model, maml, Calibration(tuple(float(v) for v in a), tuple(float(v) for v in b))
+
+
+def _features(meta: Any, space: SearchSpace, path: Path) -> FeatureSpace:
+    try:
+        features = FeatureSpace.from_list(_req(meta, "features", list, path))
+    except SpaceError as e:
+        raise PriorFileError(f"{path}: the stored features are invalid: {e}") from None
+    unknown = [n for n in space.names if features.lookup(n) is None]
+    if unknown:
+        raise PriorFileError(
+            f"{path}: the stored space has parameters {unknown} without features."
+        )
+    if len(features) > 4096:
+        raise PriorFileError(f"{path}: {len(features)} features is too many for a prior.")
+    return features
+
+
+def _portfolio(tensors: dict[str, torch.Tensor], dim: int, path: Path) -> np.ndarray:
     portfolio = tensors.get("portfolio")
     if portfolio is None or portfolio.ndim != 2 or portfolio.shape[1] != dim:
         raise PriorFileError(f"{path}: 'portfolio' must be a (P, {dim}) tensor.")
-    portfolio = _finite(portfolio, "portfolio", path)
-    if float(portfolio.min(initial=0.0)) < 0.0 or float(portfolio.max(initial=0.0)) > 1.0:
+    out = _finite(portfolio, "portfolio", path)
+    if float(out.min(initial=0.0)) < 0.0 or float(out.max(initial=0.0)) > 1.0:
         raise PriorFileError(f"{path}: 'portfolio' must lie in the unit cube.")
-    extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in params}
-    extra.discard("portfolio")
-    if extra:
-        raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
-    info = meta.get("info", {})
-    _check_info(info, path)
-    return MetaPrior(
-        space,
-        model,
-        maml,
-        params,
-        log_lrs,
-        Calibration(tuple(float(v) for v in a), tuple(float(v) for v in b)),
-        portfolio,
-        info,
+    return out
+
+
+def _portfolio_configs(meta: Any, n: int, path: Path) -> list[dict[str, Any]]:
+    configs = _req(meta, "portfolio_configs", list, path)
+    ok = len(configs) == n and all(
+        isinstance(c, dict)
+        and all(isinstance(k, str) for k in c)
+        and all(v is None or isinstance(v, str | int | float | bool) for v in c.values())
+        for c in configs
     )
+    if not ok:
+        raise PriorFileError(
+            f"{path}: 'portfolio_configs' must be {n} configs of plain values, one per row "
+            "of the 'portfolio' tensor."
+        )
+    return configs
 
 
 def _check_info(info: Any, path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from tuner.metadataset import rank_normalize
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
-from tuner.space import Encoder, SearchSpace
+from tuner.space import Encoder, FeatureSpace, SearchSpace
 
 __all__ = [
     "AdaptedPrior",
@@ -80,19 +80,27 @@ def observation_targets(values: Sequence[float], direction: str) -> np.ndarray:
 
 
 class MetaPrior:
-    """A meta-learned warm-start prior over one search space.
+    """A meta-learned warm-start prior over named hyperparameters.
+
+    The network sees configs in the prior's own coordinates (:attr:`features`: every
+    hyperparameter it knows by name, with the range of values it was trained on), so any
+    study's space maps onto it (see :class:`tuner.space.FeatureSpace`). ``space`` is the
+    search space it was trained for: its default space for new studies.
 
     Create one with :func:`tuner.prior.meta_train` or :func:`tuner.prior.load_prior`.
 
     Args:
-        space: The search space the prior models.
+        space: The search space the prior was trained for.
         model: Network settings.
         maml: MAML settings used to train it.
         params: Ensemble parameters stacked along a leading member axis.
         log_lrs: Inner-loop log learning rates per parameter tensor, per member.
         calibration: Predictive-variance calibration.
-        portfolio: Encoded best configs of the source studies ``(P, D)``.
+        portfolio: The source studies' best configs in the prior's coordinates ``(P, D)``.
         info: Provenance and validation metrics (JSON-serialisable).
+        features: The prior's coordinates (default: those of ``space``, no presence columns).
+        portfolio_configs: The portfolio's configs in natural units (default: decoded from
+            ``portfolio`` in ``space``).
     """
 
     def __init__(
@@ -105,15 +113,22 @@ class MetaPrior:
         calibration: Calibration,
         portfolio: np.ndarray,
         info: dict[str, Any] | None = None,
+        *,
+        features: FeatureSpace | None = None,
+        portfolio_configs: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.space = space
         self.encoder = Encoder(space)
+        self.features = features or FeatureSpace.from_space(space)
         self.model = model
         self.maml = maml
         self.params = {k: v.detach().to("cpu", torch.float32) for k, v in params.items()}
         self.log_lrs = {k: v.detach().to("cpu", torch.float32) for k, v in log_lrs.items()}
         self.calibration = calibration
-        self.portfolio = np.asarray(portfolio, dtype=np.float64).reshape(-1, self.encoder.dim)
+        self.portfolio = np.asarray(portfolio, dtype=np.float64).reshape(-1, self.features.dim)
+        if portfolio_configs is None:
+            portfolio_configs = self.encoder.decode_many(self.portfolio)
+        self.portfolio_configs = [dict(c) for c in portfolio_configs]
         self.info = dict(info or {})
         self._fast = FastEnsemble.from_torch(self.params, self.log_lrs)
 
@@ -125,7 +140,7 @@ class MetaPrior:
         *,
         steps: int | None = None,
     ) -> AdaptedPrior:
-        """Adapt the ensemble to observations (encoded configs, targets in target units).
+        """Adapt the ensemble to observations: configs in prior coordinates, target units.
 
         With no observations the result predicts zero-shot. Runs on the NumPy path
         (:mod:`tuner.prior._fast`), a few milliseconds per call.
@@ -133,7 +148,7 @@ class MetaPrior:
         n_steps = self.maml.prediction_steps if steps is None else steps
         if x_obs is None or len(x_obs) == 0:
             return AdaptedPrior(self, self._fast, 0, None)
-        x = np.asarray(x_obs, dtype=np.float64).reshape(-1, self.encoder.dim)
+        x = np.asarray(x_obs, dtype=np.float64).reshape(-1, self.features.dim)
         t = np.asarray(t_obs, dtype=np.float64).reshape(-1)
         return AdaptedPrior(self, self._fast.adapt(x, t, n_steps), len(t), float(t.min()))
 
@@ -145,7 +160,7 @@ class MetaPrior:
         *,
         steps: int | None = None,
     ) -> Prediction:
-        """Predict encoded configs after adapting to observations given in target units."""
+        """Predict configs (prior coordinates) adapted to observations in target units."""
         return self.adapt(x_obs, t_obs, steps=steps).predict(x_new)
 
     def predict(
@@ -167,9 +182,9 @@ class MetaPrior:
             lower is better (see :func:`observation_targets`).
         """
         direction = direction or self.space.objective.direction
-        x_new = self.encoder.encode_many(list(configs))
+        x_new = self.features.encode(list(configs))
         if observed:
-            x_obs = self.encoder.encode_many([c for c, _ in observed])
+            x_obs = self.features.encode([c for c, _ in observed])
             t_obs = observation_targets([v for _, v in observed], direction)
         else:
             x_obs, t_obs = None, None
@@ -191,10 +206,12 @@ class MetaPrior:
         ``min_distance`` (RMS distance in the unit cube) to one already taken.
         """
         rng = np.random.default_rng(seed)
-        cands = np.vstack([self.portfolio, self.encoder.sample(n_random, rng)])
+        random = self.encoder.decode_many(self.encoder.sample(n_random, rng))
+        configs = self.portfolio_configs + random
+        cands = np.vstack([self.portfolio, self.features.encode(random)])
         pred = self.predict_targets(cands)
         picked = diverse_top(cands, pred.mean, n, min_distance)
-        return self.encoder.decode_many(cands[picked])
+        return [dict(configs[i]) for i in picked]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -218,6 +235,7 @@ class MetaPrior:
                 "hash": self.space.hash,
                 "params": self.space.names,
             },
+            "features": self.features.to_list(),
             "model": dataclasses.asdict(self.model),
             "maml": self.maml.to_dict(),
             "calibration": self.calibration.to_dict(),
@@ -238,8 +256,8 @@ class AdaptedPrior:
         self.incumbent = incumbent
 
     def predict(self, x_new: np.ndarray) -> Prediction:
-        """Predictions for encoded configs ``(n, D)``, in target units."""
-        x = np.asarray(x_new, dtype=np.float64).reshape(-1, self.prior.encoder.dim)
+        """Predictions for configs in the prior's coordinates ``(n, D)``, in target units."""
+        x = np.asarray(x_new, dtype=np.float64).reshape(-1, self.prior.features.dim)
         members = self.ensemble.predict(x)
         mean = members.mean(axis=0)
         var_ens = members.var(axis=0) if members.shape[0] > 1 else np.zeros_like(mean)

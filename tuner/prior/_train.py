@@ -160,6 +160,7 @@ def meta_train(
     params_best, lrs_best = best_state
     train_seconds = time.monotonic() - t0
 
+    portfolio = _portfolio(dataset)
     prior = MetaPrior(
         dataset.space,
         model,
@@ -167,8 +168,10 @@ def meta_train(
         params_best,
         lrs_best,
         Calibration(),
-        _portfolio(dataset),
+        dataset.features.encode(portfolio),
         info={},
+        features=dataset.features,
+        portfolio_configs=portfolio,
     )
     raw = evaluate_episodes(prior, episodes)
     calibration = fit_calibration(raw)
@@ -355,9 +358,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _portfolio(dataset: MetaDataset) -> np.ndarray:
-    enc = dataset.encoder
+def _portfolio(dataset: MetaDataset) -> list[dict[str, Any]]:
+    """The best configs of every task (the prior's portfolio)."""
     configs = []
     for task in dataset.tasks:
         configs += task.best_configs(PORTFOLIO_PER_TASK)
-    return enc.encode_many(configs)
+    return configs

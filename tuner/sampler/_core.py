@@ -1,8 +1,10 @@
 """The sampler's numerical core: one proposal from observations, a prior and a seeded RNG.
 
-Nothing here knows Optuna. Arrays go in (the study's finished trials in the prior's encoding,
-what else the study holds: running trials, pruned configs, fixed values), a
-:class:`Proposal` comes out (the config, its prediction and why it was chosen).
+Nothing here knows Optuna. Arrays go in (the study's finished trials, in the study's own
+coordinates and in the prior's, and what else the study holds: running trials, pruned
+configs, fixed values), a :class:`Proposal` comes out (the config, its prediction and why it
+was chosen). Candidates are points of the study's space (:class:`~._mapping.StudyMapping`),
+so every proposal is valid there; the prior sees them through the mapping.
 :class:`~tuner.sampler.MetaPriorSampler` is the thin adapter that turns Optuna trials into
 these arrays and the proposal into parameters, as ``GPSampler`` is over ``optuna._gp``.
 
@@ -24,6 +26,7 @@ from tuner.prior import AdaptedPrior, MetaPrior, diverse_top, observation_target
 from tuner.sampler._acquisition import Acquisition, candidates
 from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
 from tuner.sampler._guard import concordance
+from tuner.sampler._mapping import StudyMapping
 
 __all__ = [
     "WHY_ACQUISITION",
@@ -39,7 +42,7 @@ __all__ = [
     "adapt_to",
     "build_surrogate",
     "fit_gp_params",
-    "portfolio",
+    "portfolio_rows",
     "propose",
     "refit_point",
     "score_trial",
@@ -68,11 +71,12 @@ WHY_MEAN = "mean"  # no candidate had a finite acquisition value: the best predi
 
 @dataclasses.dataclass(frozen=True)
 class Observations:
-    """A study's finished trials in the prior's encoding, oldest first.
+    """A study's finished trials, oldest first.
 
     Attributes:
         numbers: Trial numbers, one per row.
-        x: Encoded configs ``(n, D)``.
+        x: Configs in the study's coordinates ``(n, D)`` (the GP's and the candidates').
+        f: Configs in the prior's coordinates ``(n, F)`` (what the network sees).
         y: Values oriented so that lower is better; failed trials count as worse than every
             completed one.
         failed: Which rows failed.
@@ -80,6 +84,7 @@ class Observations:
 
     numbers: tuple[int, ...]
     x: np.ndarray
+    f: np.ndarray
     y: np.ndarray
     failed: np.ndarray
 
@@ -88,7 +93,7 @@ class Observations:
 
     def first(self, n: int) -> Observations:
         """The first ``n`` observations."""
-        return Observations(self.numbers[:n], self.x[:n], self.y[:n], self.failed[:n])
+        return Observations(self.numbers[:n], self.x[:n], self.f[:n], self.y[:n], self.failed[:n])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +135,7 @@ class Proposal:
     """The config the core proposes, with the prediction it was chosen on.
 
     Attributes:
-        config: The config, in the prior's space.
+        config: The config (the study's covered parameters).
         mean: Its predicted target (lower is better, in the prior's target units).
         std: The prediction's standard deviation.
         portfolio_row: Its row in the prior's portfolio, if it is a portfolio config.
@@ -162,23 +167,26 @@ class PriorGP:
     """The study's surrogate: ``weight * adapted_prior(x) + g(x)``, ``g`` a GP on residuals.
 
     ``weight`` is the guard's trust: a prior that mispredicts the study is shrunk towards an
-    uninformative constant mean, and the model becomes a plain GP.
+    uninformative constant mean, and the model becomes a plain GP. The GP works in the
+    study's coordinates, the prior in its own (through ``mapping``).
     """
 
     adapted: AdaptedPrior
     gp: ResidualGP | None
     incumbent: float
+    mapping: StudyMapping
     weight: float = 1.0
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation: the prior's and the GP's, combined."""
-        pred = self.adapted.predict(x)
+        f, extra = self.mapping.to_prior(x)
+        pred = self.adapted.predict(f)
         if self.gp is None:
-            return pred.mean, pred.std
+            return pred.mean, np.sqrt(pred.std**2 + extra)
         gm, gv = self.gp.predict(x)
         cal = self.adapted.prior.calibration
         i = cal.bucket(self.adapted.k)
-        ens_var = cal.a[i] * pred.members.var(axis=0) * self.weight**2
+        ens_var = (cal.a[i] * pred.members.var(axis=0) + extra) * self.weight**2
         return self.weight * pred.mean + gm, np.sqrt(gv + ens_var)
 
 
@@ -201,7 +209,7 @@ def _adapt(
     t = observation_targets(obs.y[idx], "minimize")  # obs.y is already oriented
     # failures all share the worst rank; give each the worst target, not their mid-rank
     t = np.where(obs.failed[idx], t.max(initial=0.0), t)
-    return prior.adapt(obs.x[idx], t), t
+    return prior.adapt(obs.f[idx], t), t
 
 
 def refit_point(n: int) -> int:
@@ -219,7 +227,7 @@ def fit_gp_params(prior: MetaPrior, first: Observations, max_observations: int) 
     """
     idx = subset(first, max_observations, np.random.default_rng(len(first)))
     adapted, t = _adapt(prior, first, idx)
-    residual = t - adapted.predict(first.x[idx]).mean
+    residual = t - adapted.predict(first.f[idx]).mean
     cal = prior.calibration
     amplitude = cal.b[cal.bucket(len(idx))]
     return fit_gp(first.x[idx], residual, amplitude=amplitude)
@@ -227,6 +235,7 @@ def fit_gp_params(prior: MetaPrior, first: Observations, max_observations: int) 
 
 def build_surrogate(
     prior: MetaPrior,
+    mapping: StudyMapping,
     obs: Observations,
     rng: np.random.Generator,
     *,
@@ -238,6 +247,7 @@ def build_surrogate(
 
     Args:
         prior: The prior.
+        mapping: The study's space and its map onto the prior.
         obs: The study's observations (at least one).
         rng: Draws the subset of a large study.
         weight: How much of the adapted prior's mean is kept (the guard's trust).
@@ -249,28 +259,25 @@ def build_surrogate(
     adapted, t = _adapt(prior, obs, idx)
     gp = None
     if len(idx) >= _GP_REFIT_AT[0]:
-        residual = t - weight * adapted.predict(obs.x[idx]).mean
+        residual = t - weight * adapted.predict(obs.f[idx]).mean
         gp = ResidualGP(obs.x[idx], residual, gp_params(obs))
-    return PriorGP(adapted, gp, float(t.min()), weight)
+    return PriorGP(adapted, gp, float(t.min()), mapping, weight)
 
 
-def portfolio(prior: MetaPrior) -> tuple[np.ndarray, np.ndarray]:
-    """The source studies' best configs, at most the zero-shot best 128.
-
-    Returns:
-        The encoded configs and their row numbers in the prior's portfolio.
-    """
+def portfolio_rows(prior: MetaPrior) -> np.ndarray:
+    """Rows of the source studies' best configs the sampler considers: the zero-shot best 128."""
     configs = prior.portfolio
     rows = np.arange(len(configs))
     if len(configs) > _PORTFOLIO_CANDIDATES:
         mean = prior.adapt().predict(configs).mean
         rows = np.argsort(mean, kind="stable")[:_PORTFOLIO_CANDIDATES]
-    return configs[rows], rows
+    return rows
 
 
 # ---------------------------------------------------------------------- the proposal
 def propose(
     prior: MetaPrior,
+    mapping: StudyMapping,
     obs: Observations,
     context: StudyContext,
     settings: ProposalSettings,
@@ -285,9 +292,10 @@ def propose(
     kept apart from the configs already taken. Otherwise it is the candidate with the best
     acquisition value, away from running trials. While the study has fewer than
     ``settings.portfolio_trials`` trials, candidates are the portfolio's configs (proven
-    configs first), unless none is left.
+    configs first), unless none is left. ``portfolio_configs`` are the portfolio as points
+    of the study's space, with their rows (:meth:`StudyMapping.portfolio`).
     """
-    encoder = prior.encoder
+    encoder = mapping.encoder
     incumbents = obs.x[np.argsort(obs.y, kind="stable")[:3]]
     early = len(obs.y) + len(context.others) < settings.portfolio_trials
     configs, rows = portfolio_configs
@@ -308,7 +316,7 @@ def propose(
             break
     if surrogate is None:
         adapted = prior.adapt()
-        idx, mean, std, why = _zero_shot_pick(adapted, cands, fresh, taken)
+        idx, mean, std, why = _zero_shot_pick(adapted, mapping, cands, fresh, taken)
     else:
         adapted = surrogate.adapted
         idx, mean, std, why = _acquisition_pick(surrogate, settings, cands, fresh, context)
@@ -323,9 +331,14 @@ def propose(
 
 
 def _zero_shot_pick(
-    adapted: AdaptedPrior, cands: np.ndarray, fresh: np.ndarray, taken: np.ndarray
+    adapted: AdaptedPrior,
+    mapping: StudyMapping,
+    cands: np.ndarray,
+    fresh: np.ndarray,
+    taken: np.ndarray,
 ) -> tuple[int, np.ndarray, np.ndarray, str]:
-    pred = adapted.predict(cands)
+    f, extra = mapping.to_prior(cands)
+    pred = adapted.predict(f)
     idx = diverse_top(
         cands,
         np.where(fresh, pred.mean, np.inf),
@@ -333,7 +346,7 @@ def _zero_shot_pick(
         _ZERO_SHOT_SPACING,
         taken=taken if len(taken) else None,
     )[0]
-    return idx, pred.mean, pred.std, WHY_ZERO_SHOT
+    return idx, pred.mean, np.sqrt(pred.std**2 + extra), WHY_ZERO_SHOT
 
 
 def _acquisition_pick(
@@ -381,10 +394,10 @@ class TrialEvidence:
 
 
 def score_trial(
-    adapted: AdaptedPrior, x_new: np.ndarray, y_new: float, obs: Observations
+    adapted: AdaptedPrior, f_new: np.ndarray, y_new: float, obs: Observations
 ) -> TrialEvidence:
-    """Score a finished trial (``y_new`` oriented) against the observations before it."""
-    pred = adapted.predict(np.vstack([x_new.reshape(1, -1), obs.x]))
+    """Score a finished trial (prior coordinates, ``y_new`` oriented) against the earlier."""
+    pred = adapted.predict(np.vstack([f_new.reshape(1, -1), obs.f]))
     c = concordance(pred.mean[0], y_new, pred.mean[1:], obs.y)
     poor = bool(y_new > float(np.quantile(obs.y, _POOR_QUANTILE)))
     return TrialEvidence(float(pred.mean[0]), float(pred.std[0]), c, poor)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
-from optuna.study import Study, StudyDirection
+from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import ThreadpoolController
 
@@ -22,9 +22,11 @@ from tuner.sampler import _core
 from tuner.sampler._acquisition import Acquisition, resolve_acquisition
 from tuner.sampler._gp import GPParams
 from tuner.sampler._guard import GuardState, NegativeTransferGuard
+from tuner.sampler._mapping import StudyMapping
 from tuner.sampler._state import Decision, StudyState
+from tuner.sampler._view import StudyView, sign
 from tuner.space import SearchSpace
-from tuner.studies import TrialAttr
+from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = ["MetaPriorSampler"]
 
@@ -53,10 +55,16 @@ class MetaPriorSampler(BaseSampler):
     uniformly random, as on a fresh study, so that a distrusted prior's proposals do not
     become the seed of the fallback's model.
 
-    Parameters outside the prior's space, conditional parameters that are inactive in the
-    proposal, and parameters with another distribution than the prior's go to ``fallback``,
-    so any define-by-run objective works. Multi-objective studies are handed to ``fallback``
-    entirely (with a warning): the prior models one objective.
+    The prior knows hyperparameters by name (and alias), not one search space: proposals are
+    made in the study's own space, whatever ranges, steps or log flags it declares (a
+    narrowed range, Ray Tune's exclusive bounds, an int asked as a float), and the prior
+    sees them through its own coordinates; values outside what it was trained on are
+    extrapolation, with wider uncertainty (see :mod:`tuner.sampler._mapping`). Parameters the
+    prior does not know, and conditional parameters the proposal leaves inactive, go to
+    ``fallback``, so any define-by-run objective works; the study records what the prior
+    covers (:attr:`~tuner.studies.StudyAttr.COVERAGE`) and each trial which of its values
+    came from the prior. Multi-objective studies are handed to ``fallback`` entirely (with a
+    warning): the prior models one objective.
 
     Every trial records where it came from and what the prior predicted for it (see
     :class:`tuner.studies.TrialAttr` and ``docs/attributes.md``): its source (``prior``,
@@ -89,7 +97,9 @@ class MetaPriorSampler(BaseSampler):
         max_observations: Trials used for adaptation at most (the best half and a random
             rest beyond that).
         seed: Seed; the same seed gives the same suggestions.
-        space: When given, the prior must be for this search space.
+        space: The study's search space, when known in advance (``mttune run --space``):
+            its conditions are kept and what the prior covers is known from the first
+            trial. Without it the space is read from the study's trials as they come.
     """
 
     def __init__(
@@ -107,7 +117,8 @@ class MetaPriorSampler(BaseSampler):
         seed: int | None = None,
         space: SearchSpace | None = None,
     ) -> None:
-        self._prior = _resolve_prior(prior, space)
+        self._prior = prior if isinstance(prior, MetaPrior) else load_prior(prior)
+        self._space = space
         _check_counts(
             n_startup_trials=n_startup_trials,
             n_candidates=n_candidates,
@@ -126,7 +137,7 @@ class MetaPriorSampler(BaseSampler):
         self._fallback_startup_trials = fallback_startup_trials
         self._guard = guard or NegativeTransferGuard()
         self._base_seed: int | None = seed
-        self._portfolio: tuple[np.ndarray, np.ndarray] | None = None  # of the prior: computed once
+        self._portfolio_rows: np.ndarray | None = None  # of the prior: computed once
         self._lock = threading.Lock()
         self._propose_lock = threading.Lock()
         self._state: StudyState | None = None
@@ -184,6 +195,68 @@ class MetaPriorSampler(BaseSampler):
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
         trial.user_attrs[key] = value
 
+    # ------------------------------------------------------------------ the study's space
+    def _mapping(
+        self,
+        study: Study,
+        state: StudyState,
+        trial: FrozenTrial | None = None,
+        asked: dict[str, BaseDistribution] | None = None,
+    ) -> tuple[tuple, StudyMapping]:
+        """The study's space mapped onto the prior (said once on the study).
+
+        The space is the declared one, else the latest distributions of the study's trials
+        (before any trial has set a parameter: the prior's own space), updated by the
+        trial's own distributions and by the one being asked.
+        """
+        with self._lock:
+            known = dict(state.known)
+        if self._space is not None:
+            dists = dict(self._space.distributions)
+        else:
+            dists = known or dict(self._prior.space.distributions)
+        if trial is not None:
+            dists.update(trial.distributions)
+        dists.update(asked or {})
+        key = tuple(dists.items())
+        with self._lock:
+            mapping = state.mapping(key, lambda: StudyMapping(self._prior, dists, self._space))
+        self._say_coverage(study, state, mapping)
+        return key, mapping
+
+    def _learn_space(self, state: StudyState, trials: Sequence[FrozenTrial]) -> None:
+        """Note the latest distribution of every parameter the study's trials set."""
+        if self._space is not None:
+            return
+        latest: dict[str, BaseDistribution] = {}
+        for t in sorted(trials, key=lambda t: t.number):
+            latest.update(t.distributions)
+        with self._lock:
+            state.known.update(latest)
+
+    def _say_coverage(self, study: Study, state: StudyState, mapping: StudyMapping) -> None:
+        """Say once, in the log and on the study, what the prior covers of its space."""
+        coverage = mapping.coverage
+        if not coverage.covered and not coverage.fallback:
+            return
+        summary = coverage.summary()
+        with self._lock:
+            if "coverage:" + summary in state.warned:
+                return
+            state.warned.add("coverage:" + summary)
+        if coverage.covered:
+            _logger.info("MetaPriorSampler: %s.", summary)
+        else:
+            _logger.warning(
+                "MetaPriorSampler: the prior covers none of study %r's parameters (%s); "
+                "the fallback sampler tunes them all.",
+                study.study_name,
+                summary,
+            )
+        study._storage.set_study_user_attr(
+            study._study_id, StudyAttr.COVERAGE.key, coverage.to_dict()
+        )
+
     # ------------------------------------------------------------------ decisions
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         state = self._bind(study)
@@ -215,12 +288,17 @@ class MetaPriorSampler(BaseSampler):
     def _choose_source(self, study: Study, trial: FrozenTrial, state: StudyState) -> Decision:
         """Zero-shot while the study is young, then the prior as far as the guard trusts it."""
         trials = study.get_trials(deepcopy=False)
+        self._learn_space(state, trials)
+        key, mapping = self._mapping(study, state)
+        view = StudyView(mapping, key, state, self._lock)
         complete = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number
         )
-        n_obs = sum(1 for t in complete if self._encoded(t, state) is not None)
+        n_obs = sum(1 for t in complete if view.coordinates(t) is not None)
         guard = self._guard.assess(_evidence(complete))
-        if n_obs < self._n_startup_trials:
+        if mapping.coverage.fallback and not mapping.coverage.covered:
+            source = SOURCE_FALLBACK  # the prior covers none of the study's parameters
+        elif n_obs < self._n_startup_trials:
             source = SOURCE_ZERO_SHOT
         elif self._rng(trial, salt=1).random() < guard.trust:
             source = SOURCE_ADAPTED
@@ -266,16 +344,14 @@ class MetaPriorSampler(BaseSampler):
                 sampler = state.startup.setdefault(trial._trial_id, sampler)
         return sampler
 
-    # ------------------------------------------------------------------ search space
+    # ------------------------------------------------------------------ sampling
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         """The fallback's relative space on fallback trials; empty on prior trials.
 
         Prior trials take their values lazily in :meth:`sample_independent`, where the
-        distribution the objective asks for is known: a parameter is taken from the prior
-        only when it is asked with exactly the prior's distribution, so an objective that
-        uses a name differently never conflicts with the prior.
+        distribution the objective asks for is known.
         """
         state = self._bind(study)
         decision = self._decide(study, trial, state)
@@ -284,57 +360,19 @@ class MetaPriorSampler(BaseSampler):
             return fallback.infer_relative_search_space(study, trial)
         return {}
 
-    def _encoded(self, trial: FrozenTrial, state: StudyState) -> np.ndarray | None:
-        """The trial's config in the prior's encoding, or ``None`` when it does not fit.
-
-        Finished trials never change, so their encodings are cached (this keeps ``ask()``
-        cheap with thousands of trials).
-        """
-        finished = trial.state.is_finished()
-        if finished:
-            with self._lock:
-                known, x = state.encoding(trial._trial_id)
-            if known:
-                return x
-        space = self._prior.space
-        sub = {k: v for k, v in trial.params.items() if k in space.params}
-        x = None
-        if all(trial.distributions[k] == space.params[k].distribution for k in sub) and (
-            space.contains(sub) is None
-        ):
-            x = self._prior.encoder.encode(sub)
-        if finished:
-            with self._lock:
-                state.keep_encoding(trial._trial_id, x)
-        return x
-
-    def _covers(self, name: str, distribution: BaseDistribution) -> bool:
-        param = self._prior.space.params.get(name)
-        return param is not None and param.distribution == distribution
-
-    # ------------------------------------------------------------------ sampling
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        """Values for ``search_space``.
-
-        On fallback trials the fallback's; otherwise the prior's proposal for the parameters
-        it covers and the fallback's values for the rest.
-        """
+        """Values for ``search_space``: the fallback's on fallback trials (else none)."""
         if not search_space:
             return {}
         state = self._bind(study)
         decision = self._decide(study, trial, state)
         fallback = self._fallback_for(trial, decision, state)
-        if decision.source == SOURCE_FALLBACK:
-            params = dict(fallback.sample_relative(study, trial, search_space))
-        else:
-            proposal = self._proposal(study, trial, decision, state)
-            params = {
-                n: proposal[n]
-                for n, d in search_space.items()
-                if n in proposal and self._covers(n, d)
-            }
+        if decision.source != SOURCE_FALLBACK:
+            items = search_space.items()
+            return {n: self.sample_independent(study, trial, n, d) for n, d in items}
+        params = dict(fallback.sample_relative(study, trial, search_space))
         for name, dist in search_space.items():
             if name not in params:
                 params[name] = fallback.sample_independent(study, trial, name, dist)
@@ -350,45 +388,71 @@ class MetaPriorSampler(BaseSampler):
         """The prior's proposal where it covers the parameter, else the fallback's value."""
         state = self._bind(study)
         decision = self._decide(study, trial, state)
-        if decision.source != SOURCE_FALLBACK and self._covers(param_name, param_distribution):
-            proposal = self._proposal(study, trial, decision, state)
-            if param_name in proposal:
-                return proposal[param_name]
+        if decision.source != SOURCE_FALLBACK:
+            key, mapping = self._mapping(study, state, trial, {param_name: param_distribution})
+            if mapping.covers(param_name, param_distribution):
+                config = self._proposal(study, trial, decision, state, key, mapping, param_name)
+                if param_name in config:
+                    self._answered(state, trial, param_name, "prior")
+                    return config[param_name]
+        self._answered(state, trial, param_name, SOURCE_FALLBACK)
         return self._fallback_for(trial, decision, state).sample_independent(
             study, trial, param_name, param_distribution
         )
 
+    def _answered(self, state: StudyState, trial: FrozenTrial, name: str, source: str) -> None:
+        with self._lock:
+            state.answered.setdefault(trial._trial_id, {})[name] = source
+
     def _proposal(
-        self, study: Study, trial: FrozenTrial, decision: Decision, state: StudyState
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        decision: Decision,
+        state: StudyState,
+        key: tuple,
+        mapping: StudyMapping,
+        name: str,
     ) -> dict[str, Any]:
-        """The prior's joint config for this trial, computed once at its first parameter."""
+        """The prior's joint config for this trial, computed at its first covered parameter.
+
+        Made again (keeping the values the trial already has) only when a parameter shows
+        a distribution the proposal did not know and its value does not fit it.
+        """
         # One proposal at a time per process, so parallel trials see each other's pending
         # proposals and do not pick the same config.
         with self._propose_lock:
             with self._lock:
                 cached = state.proposals.get(trial._trial_id)
-            if cached is not None:
-                return cached
+            if cached is not None and (cached[1] == key or _fits(cached[0], name, mapping)):
+                return cached[0]
             with _BLAS.limit(limits=1, user_api="blas"):
-                proposal = self._propose(study, trial, decision, state)
+                proposal = self._propose(study, trial, decision, state, key, mapping)
             self._set_attr(study, trial, TrialAttr.PRED_MEAN.key, round(proposal.mean, 6))
             self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(proposal.std, 6))
             if proposal.portfolio_row is not None:
                 self._set_attr(study, trial, TrialAttr.PORTFOLIO.key, proposal.portfolio_row)
             with self._lock:
-                state.proposals[trial._trial_id] = proposal.config
+                state.proposals[trial._trial_id] = (proposal.config, key)
             return proposal.config
 
     def _propose(
-        self, study: Study, trial: FrozenTrial, decision: Decision, state: StudyState
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        decision: Decision,
+        state: StudyState,
+        key: tuple,
+        mapping: StudyMapping,
     ) -> _core.Proposal:
         """Gather the study's arrays, build the surrogate, and ask the core for a config."""
         rng = self._rng(trial, salt=2)
-        obs, rows, pruned = self._observations(study, state)
+        view = StudyView(mapping, key, state, self._lock)
+        obs, rows, pruned = view.observations(study)
         context = _core.StudyContext(
-            fixed=self._fixed(obs, rows, trial),
-            others=self._other_configs(study, trial, state),
-            pruned=self._stack(pruned, state),
+            fixed=view.fixed(obs, rows, trial),
+            others=view.other_configs(study, trial),
+            pruned=view.stack(pruned)[0],
             used_rows=_used_portfolio_rows(study, trial),
         )
         # with n_startup_trials=0 the first trial has nothing to adapt to
@@ -396,6 +460,7 @@ class MetaPriorSampler(BaseSampler):
         if decision.source != SOURCE_ZERO_SHOT and len(obs):
             surrogate = _core.build_surrogate(
                 self._prior,
+                mapping,
                 obs,
                 rng,
                 weight=self._prior_weight(decision),
@@ -403,11 +468,13 @@ class MetaPriorSampler(BaseSampler):
                 gp_params=lambda o: self._gp_params(study, o, state),
             )
         with self._lock:
-            if self._portfolio is None:
-                self._portfolio = _core.portfolio(self._prior)
-            portfolio = self._portfolio
+            if self._portfolio_rows is None:
+                self._portfolio_rows = _core.portfolio_rows(self._prior)
+            rows_all = self._portfolio_rows
+            portfolio = state.portfolio(key, lambda: mapping.portfolio(rows_all))
         proposal = _core.propose(
             self._prior,
+            mapping,
             obs,
             context,
             self._settings,
@@ -429,140 +496,16 @@ class MetaPriorSampler(BaseSampler):
     def _gp_params(self, study: Study, obs: _core.Observations, state: StudyState) -> GPParams:
         """Hyperparameters fitted on the first ``refit_point(n)`` observations (cached)."""
         point = min(_core.refit_point(len(obs)), len(obs))
-        key = (study._study_id, obs.numbers[:point])
+        key = (study._study_id, obs.numbers[:point], obs.x.shape[1])
         with self._lock:
             cached = state.gp_params(key)
         if cached is not None:
             return cached
-        params = _core.fit_gp_params(
-            self._prior, obs.first(point), self._settings.max_observations
-        )
+        limit = self._settings.max_observations
+        params = _core.fit_gp_params(self._prior, obs.first(point), limit)
         with self._lock:
             state.keep_gp_params(key, params)
         return params
-
-    # ------------------------------------------------------------------ the study's arrays
-    def _observations(
-        self,
-        study: Study,
-        state: StudyState,
-        *,
-        before: FrozenTrial | None = None,
-        exclude: int | None = None,
-        failures: bool = True,
-    ) -> tuple[_core.Observations, tuple[FrozenTrial, ...], tuple[FrozenTrial, ...]]:
-        """Finished trials in the prior's space, oriented so that lower is better.
-
-        Failed trials (a crash, a NaN) count as worse than every completed one, so the
-        sampler learns to avoid the regions where the script fails; trials that failed only
-        because their runner was interrupted do not count.
-
-        Returns:
-            The observations, the trial behind each row, and the pruned trials that fit
-            the prior's space (not observations, but not worth proposing again).
-        """
-        states = (TrialState.COMPLETE, TrialState.FAIL) if failures else (TrialState.COMPLETE,)
-        every = study.get_trials(deepcopy=False, states=(*states, TrialState.PRUNED))
-        if before is not None and before.datetime_start is not None:
-            every = [
-                t
-                for t in every
-                if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
-            ]
-        pruned = tuple(
-            t
-            for t in every
-            if t.state == TrialState.PRUNED and self._encoded(t, state) is not None
-        )
-        trials = sorted(
-            (
-                t
-                for t in every
-                if t.state in states
-                and t.number != exclude
-                and (t.value is not None or t.state == TrialState.FAIL)
-                and not TrialAttr.INTERRUPTED.get(t.user_attrs)
-                and self._encoded(t, state) is not None
-            ),
-            key=lambda t: t.number,
-        )
-        sign = _sign(study)
-        y = np.array([np.nan if t.value is None else sign * float(t.value) for t in trials])
-        finite = y[np.isfinite(y)]
-        worst = float(finite.max()) + 1.0 if len(finite) else 1.0
-        failed = ~np.isfinite(y)
-        obs = _core.Observations(
-            numbers=tuple(t.number for t in trials),
-            x=self._stack(trials, state),
-            y=np.where(failed, worst, y),
-            failed=failed,
-        )
-        return obs, tuple(trials), pruned
-
-    def _stack(self, trials: Sequence[FrozenTrial], state: StudyState) -> np.ndarray:
-        rows = [x for t in trials if (x := self._encoded(t, state)) is not None]
-        return np.vstack(rows) if rows else np.zeros((0, self._prior.encoder.dim))
-
-    def _fixed(
-        self, obs: _core.Observations, rows: Sequence[FrozenTrial], trial: FrozenTrial
-    ) -> dict[str, Any]:
-        """Values every candidate takes: pinned parameters and the trial's enqueued ones.
-
-        Enqueued values the prior's space cannot hold (the objective asks for the parameter
-        with another range) are not the prior's business: the fallback's, as documented.
-        """
-        fixed = self._pinned(obs, rows)
-        fixed.update((k, v) for k, v in _enqueued(trial).items() if self._holds(k, v))
-        return fixed
-
-    def _holds(self, name: str, value: Any) -> bool:
-        """Whether ``value`` is a valid value of the prior's parameter ``name``."""
-        param = self._prior.space.params.get(name)
-        if param is None:
-            return False
-        try:
-            return bool(param.distribution._contains(param.distribution.to_internal_repr(value)))
-        except (ValueError, TypeError):
-            return False
-
-    def _pinned(self, obs: _core.Observations, rows: Sequence[FrozenTrial]) -> dict[str, Any]:
-        """Continuous parameters that took one value in every observed trial.
-
-        Identical float values do not happen by chance: the user fixed them (for example with
-        ``PartialFixedSampler``), so proposals are made at that value too. Only trials where
-        the value was *not* enqueued count as evidence (3 or more): a few enqueued baselines
-        at one value do not fix a parameter for the rest of the study.
-        """
-        if len(obs) < 3:
-            return {}
-        encoder, space = self._prior.encoder, self._prior.space
-        first = encoder.decode(obs.x[0])
-        out = {}
-        for name, cols in encoder.param_slices().items():
-            dist = space.params[name].distribution
-            if (
-                isinstance(dist, FloatDistribution)
-                and dist.step is None
-                and name in first
-                and np.ptp(obs.x[:, cols]) == 0.0
-                and sum(name not in _enqueued(t) for t in rows) >= 3
-            ):
-                out[name] = first[name]
-        return out
-
-    def _other_configs(self, study: Study, trial: FrozenTrial, state: StudyState) -> np.ndarray:
-        """Encoded configs of the other running trials and of pending proposals."""
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        rows = [
-            x
-            for t in running
-            if t.number != trial.number and t.params and (x := self._encoded(t, state)) is not None
-        ]
-        with self._lock:
-            pending = [c for tid, c in state.proposals.items() if tid != trial._trial_id]
-        if pending:
-            rows += list(self._prior.encoder.encode_many(pending))
-        return np.vstack(rows) if rows else np.zeros((0, self._prior.encoder.dim))
 
     # ------------------------------------------------------------------ evidence
     def after_trial(
@@ -575,12 +518,12 @@ class MetaPriorSampler(BaseSampler):
         """Record the prior's prequential evidence on the finished trial, then clean up."""
         cache = self._bind(study)
         try:
+            self._record_provenance(study, trial, cache)
             if (
                 state == TrialState.COMPLETE
                 and values is not None
                 and len(values) == 1
                 and not study._is_multi_objective()
-                and self._encoded(trial, cache) is not None
             ):
                 with _BLAS.limit(limits=1, user_api="blas"):
                     self._record_evidence(study, trial, float(values[0]), cache)
@@ -589,12 +532,29 @@ class MetaPriorSampler(BaseSampler):
                 cache.forget(trial._trial_id)
             self._fallback.after_trial(study, trial, state, values)
 
+    def _record_provenance(self, study: Study, trial: FrozenTrial, state: StudyState) -> None:
+        """Which of the trial's values came from the prior, which from the fallback."""
+        with self._lock:
+            decision = state.decisions.get(trial._trial_id)
+            answered = dict(state.answered.get(trial._trial_id, {}))
+        if decision is None or decision.source == SOURCE_FALLBACK or not trial.params:
+            return
+        # values this sampler was not asked for were fixed (enqueued, PartialFixedSampler)
+        sources = {name: answered.get(name, "fixed") for name in trial.params}
+        self._set_attr(study, trial, TrialAttr.PARAM_SOURCES.key, sources)
+        if answered and "prior" not in answered.values():  # all it set was the fallback's
+            self._set_attr(study, trial, TrialAttr.SOURCE.key, SOURCE_FALLBACK)
+
     def _record_evidence(
         self, study: Study, trial: FrozenTrial, value: float, state: StudyState
     ) -> None:
-        obs, _, _ = self._observations(
-            study, state, before=trial, exclude=trial.number, failures=False
-        )
+        self._learn_space(state, [trial])
+        key, mapping = self._mapping(study, state)
+        view = StudyView(mapping, key, state, self._lock)
+        xf = view.coordinates(trial)
+        if xf is None:
+            return
+        obs, _, _ = view.observations(study, before=trial, exclude=trial.number, failures=False)
         if len(obs) < 2:
             return
         with self._lock:
@@ -604,9 +564,7 @@ class MetaPriorSampler(BaseSampler):
         else:
             rng = self._rng(trial, salt=3)
             adapted = _core.adapt_to(self._prior, obs, self._settings.max_observations, rng)
-        x_new = self._encoded(trial, state)
-        assert x_new is not None  # after_trial checked
-        ev = _core.score_trial(adapted, x_new, _sign(study) * value, obs)
+        ev = _core.score_trial(adapted, xf[1], sign(study) * value, obs)
         if TrialAttr.PRED_MEAN.key not in trial.user_attrs:
             self._set_attr(study, trial, TrialAttr.PRED_MEAN.key, round(ev.pred_mean, 6))
             self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(ev.pred_std, 6))
@@ -619,17 +577,15 @@ class MetaPriorSampler(BaseSampler):
             self._set_attr(study, trial, TrialAttr.POOR.key, True)
 
 
-def _resolve_prior(
-    prior: MetaPrior | str | os.PathLike[str], space: SearchSpace | None
-) -> MetaPrior:
-    if not isinstance(prior, MetaPrior):
-        return load_prior(prior, space=space)
-    if space is not None and space.hash != prior.space.hash:
-        raise MttuneError(
-            "the prior was trained for another search space: "
-            + "; ".join(prior.space.diff(space)[:8])
-        )
-    return prior
+def _fits(config: dict[str, Any], name: str, mapping: StudyMapping) -> bool:
+    """Whether a proposal's value of ``name`` is valid in the mapping's distribution."""
+    if name not in config:
+        return False
+    dist = mapping.space.params[name].distribution
+    try:
+        return bool(dist._contains(dist.to_internal_repr(config[name])))
+    except (ValueError, TypeError):
+        return False
 
 
 def _check_counts(**counts: int) -> None:
@@ -670,12 +626,3 @@ def _used_portfolio_rows(study: Study, trial: FrozenTrial) -> np.ndarray:
         ],
         dtype=np.int64,
     )
-
-
-def _sign(study: Study) -> float:
-    return 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-
-
-def _enqueued(trial: FrozenTrial) -> dict[str, Any]:
-    """The parameters the user enqueued for the trial (``study.enqueue_trial``)."""
-    return trial.system_attrs.get("fixed_params", {})

@@ -18,12 +18,14 @@ from optuna.samplers import BaseSampler
 from tuner.prior import AdaptedPrior
 from tuner.sampler._gp import GPParams
 from tuner.sampler._guard import GuardState
+from tuner.sampler._mapping import StudyMapping
 
 __all__ = ["Decision", "StudyState"]
 
 # Bounds on the caches that grow with the study (a long study must not grow without limit).
 _MAX_GP_PARAMS = 64
 _MAX_ENCODINGS = 200_000
+_MAX_MAPPINGS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +51,10 @@ class StudyState:
         adapted: The adapted prior a running trial's proposal used, with the trial numbers
             it was adapted to (reused to score the trial when it finishes).
         proposals: Each running trial's proposed config (pending proposals keep parallel
-            trials apart).
+            trials apart), with the key of the mapping it was made in.
         startup: The random samplers of fallback start-up trials.
+        answered: Per running trial, who gave each value this sampler was asked for.
+        known: The latest distribution of every parameter the study's trials set.
         warned: The warnings already given for this study (each is given once).
     """
 
@@ -58,11 +62,16 @@ class StudyState:
         self._storage = weakref.ref(storage)
         self.decisions: dict[int, Decision] = {}
         self.adapted: dict[int, tuple[tuple[int, ...], AdaptedPrior]] = {}
-        self.proposals: dict[int, dict[str, Any]] = {}
+        self.proposals: dict[int, tuple[dict[str, Any], tuple]] = {}
         self.startup: dict[int, BaseSampler] = {}
+        self.answered: dict[int, dict[str, str]] = {}
+        self.known: dict[str, Any] = {}
         self.warned: set[str] = set()
         self._gp_params: dict[tuple[int, tuple[int, ...]], GPParams] = {}
-        self._encodings: dict[int, np.ndarray | None] = {}
+        self._mappings: dict[tuple, StudyMapping] = {}
+        self._portfolios: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._encodings: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._encodings_key: tuple | None = None
 
     def serves(self, storage: Any) -> bool:
         """Whether this state is that of ``storage``."""
@@ -74,6 +83,7 @@ class StudyState:
         self.adapted.pop(trial_id, None)
         self.proposals.pop(trial_id, None)
         self.startup.pop(trial_id, None)
+        self.answered.pop(trial_id, None)
 
     def gp_params(self, key: tuple[int, tuple[int, ...]]) -> GPParams | None:
         """Cached GP hyperparameters for ``(study id, trial numbers fitted on)``."""
@@ -85,14 +95,36 @@ class StudyState:
             self._gp_params.clear()
         self._gp_params[key] = params
 
-    def encoding(self, trial_id: int) -> tuple[bool, np.ndarray | None]:
-        """``(known, encoding)`` of a finished trial (``None``: it does not fit the prior)."""
+    def mapping(self, key: tuple, make: Any) -> StudyMapping:
+        """The mapping of the study's space ``key`` (made by ``make()`` the first time)."""
+        mapping = self._mappings.get(key)
+        if mapping is None:
+            if len(self._mappings) > _MAX_MAPPINGS:
+                self._mappings.clear()
+                self._portfolios.clear()
+            mapping = self._mappings[key] = make()
+        return mapping
+
+    def portfolio(self, key: tuple, make: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The portfolio as points of the space ``key`` (made by ``make()`` once)."""
+        if key not in self._portfolios:
+            self._portfolios[key] = make()
+        return self._portfolios[key]
+
+    def encoding(self, key: tuple, trial_id: int) -> tuple[bool, Any]:
+        """``(known, (x, f))`` of a finished trial in the space ``key`` (``None``: no fit)."""
+        if key != self._encodings_key:
+            self._encodings.clear()
+            self._encodings_key = key
         if trial_id in self._encodings:
             return True, self._encodings[trial_id]
         return False, None
 
-    def keep_encoding(self, trial_id: int, x: np.ndarray | None) -> None:
-        """Cache a finished trial's encoding (finished trials never change)."""
+    def keep_encoding(self, key: tuple, trial_id: int, xf: Any) -> None:
+        """Cache a finished trial's coordinates (finished trials never change)."""
+        if key != self._encodings_key:
+            self._encodings.clear()
+            self._encodings_key = key
         if len(self._encodings) > _MAX_ENCODINGS:
             self._encodings.clear()
-        self._encodings[trial_id] = x
+        self._encodings[trial_id] = xf

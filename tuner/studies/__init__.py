@@ -1,6 +1,7 @@
 """Stage 2: past and present studies in Optuna storages (opening, read-only access, lookup)."""
 
 from tuner.studies._attrs import Attr, StudyAttr, TrialAttr, canonical_trial_attrs
+from tuner.studies._infer import recorded_space, space_of_trials
 from tuner.studies._storage import (
     DEFAULT_STUDIES_DIR,
     StorageError,
@@ -31,6 +32,8 @@ __all__ = [
     "load_study",
     "normalize_url",
     "open_storage",
+    "recorded_space",
+    "space_of_trials",
     "sqlite_path",
     "storage_failure",
 ]

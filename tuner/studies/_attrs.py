@@ -86,6 +86,7 @@ class TrialAttr:
     CONCORDANCE: Final = Attr("mttune.concordance")
     PORTFOLIO: Final = Attr("mttune.portfolio_index")
     POOR: Final = Attr("mttune.poor_proposal")
+    PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
 
     @classmethod
     def all(cls) -> tuple[Attr, ...]:
@@ -100,6 +101,7 @@ class StudyAttr:
     SPACE_HASH: Final = Attr("mttune.space_hash", ("mttune:space_hash",), str)
     OBJECTIVE: Final = Attr("mttune.objective", ("mttune:objective",), str)
     PRIOR: Final = Attr("mttune.prior", ("mttune:prior",), dict)
+    COVERAGE: Final = Attr("mttune.prior_coverage", (), dict)
     # study *system* attributes: one key per runner that joined the study
     RUNNER_PREFIX: Final = "mttune.runner:"
     LEGACY_RUNNER_PREFIXES: Final = ("mttune:runner:",)
