@@ -6,6 +6,7 @@ import ast
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from tests.conftest import REPO
 from tuner._gp import (
@@ -13,6 +14,8 @@ from tuner._gp import (
     GPPosterior,
     fit_map,
     neg_log_posterior,
+    one_blas_thread,
+    single_threaded,
 )
 from tuner.review._surrogate import SETTINGS as REVIEW
 from tuner.sampler._gp import SETTINGS as SAMPLER
@@ -96,11 +99,29 @@ def test_the_posterior_interpolates_with_little_noise_and_agrees_with_its_joint_
     np.testing.assert_allclose(post.mean(xs), m, rtol=1e-12)
 
 
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_runs_single_threaded_inside_and_as_before_after():
+    @single_threaded
+    def threads() -> list[int]:
+        return _blas_threads()
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before)
+        with one_blas_thread():
+            assert all(n == 1 for n in _blas_threads())
+        assert all(n == 1 for n in threads())
+        assert _blas_threads() == before
+
+
 def test_the_numerics_import_no_stage_of_tuner():
     """tuner._gp is a leaf: the sampler (stage 5) and review (stage 7) both import it."""
     tree = ast.parse((REPO / "tuner" / "_gp.py").read_text())
     modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     standard = {"__future__", "collections", "contextlib", "dataclasses", "functools", "math"}
-    allowed = standard | {"numpy", "scipy"}
+    allowed = standard | {"typing", "numpy", "scipy", "threadpoolctl"}
     assert {m.split(".")[0] for m in modules} <= allowed

@@ -8,17 +8,26 @@ estimates under weak log-normal priors (L-BFGS-B with the analytic gradient of
 budget are a :class:`GPSettings`; the sampler's residual GP (:mod:`tuner.sampler._gp`) and
 review's noise model (:mod:`tuner.review._surrogate`) are two instances of it.
 
+The matrices are small (hundreds of rows), where BLAS threads only add overhead: on a busy
+machine OpenBLAS's spinning threads make a 200x200 Cholesky hundreds of times slower.
+:func:`one_blas_thread` (and the decorator :func:`single_threaded`) is the one place that
+limits them.
+
 Pure NumPy/SciPy: no stage of :mod:`tuner` is imported, so every stage may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import linalg, optimize
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "GPParams",
@@ -27,12 +36,33 @@ __all__ = [
     "fit_map",
     "matern52",
     "neg_log_posterior",
+    "one_blas_thread",
+    "single_threaded",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _SQRT5 = math.sqrt(5.0)
 # The objective where the kernel matrix is not positive definite: the line search backs off.
 _NOT_POSITIVE_DEFINITE = 1e10
 _MIN_VARIANCE = 1e-12
+_BLAS = ThreadpoolController()
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context in which BLAS runs on one thread (see the module docstring)."""
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def single_threaded(fn: _F) -> _F:
+    """Decorate ``fn`` to run in :func:`one_blas_thread`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with one_blas_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,16 +16,12 @@ they do not distort the fit of the good region.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import numpy as np
 
-from tuner._gp import GPParams, GPPosterior, GPSettings, fit_map
+from tuner._gp import GPParams, GPPosterior, GPSettings, fit_map, single_threaded
 
 __all__ = ["SETTINGS", "GaussianProcess", "fit_gaussian_process", "spread_subset"]
 
@@ -47,30 +43,6 @@ SETTINGS = GPSettings(
 )
 # (lengthscale, amplitude, noise) of the L-BFGS-B starts; the best fit wins.
 _STARTS = ((0.5, 1.0, 0.1), (1.5, 2.0, 0.5), (0.2, 1.0, 0.01))
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def single_threaded(fn: _F) -> _F:
-    """Run ``fn`` with one BLAS thread.
-
-    The matrices here are small (<= 600 rows): threads only add overhead, and on a busy
-    machine OpenBLAS's spinning threads make a 200x200 Cholesky hundreds of times slower.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _one_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _one_thread() -> contextlib.AbstractContextManager[Any]:
-    try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclasses.dataclass
