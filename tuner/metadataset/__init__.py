@@ -8,7 +8,12 @@ from tuner.metadataset._extract import (
     build_metadataset,
     expand_sources,
 )
-from tuner.metadataset._normalize import orient, rank_normalize
+from tuner.metadataset._normalize import (
+    observation_targets,
+    orient,
+    rank_normalize,
+    relative_to_support,
+)
 
 __all__ = [
     "ExtractionReport",
@@ -17,6 +22,8 @@ __all__ = [
     "Task",
     "build_metadataset",
     "expand_sources",
+    "observation_targets",
     "orient",
     "rank_normalize",
+    "relative_to_support",
 ]

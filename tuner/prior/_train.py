@@ -14,14 +14,10 @@ import torch
 from scipy import optimize, stats
 
 from tuner._errors import MttuneError
-from tuner.metadataset import MetaDataset
+from tuner.metadataset import MetaDataset, relative_to_support
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
-from tuner.prior._maml import (
-    batched_query_loss,
-    init_ensemble,
-    support_transform,
-)
+from tuner.prior._maml import batched_query_loss, init_ensemble
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior, bucket_of
 
 __all__ = [
@@ -257,11 +253,12 @@ def validation_episodes(dataset: MetaDataset, seed: int, shots=VAL_SHOTS) -> lis
 
 
 def _episode_targets(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """Support and query targets of an episode, relative to its support set."""
     z = np.concatenate([ep.z_s, ep.z_q])
     mask = np.zeros_like(z)
     mask[: ep.k] = 1.0
-    shift, scale = support_transform(torch.as_tensor(z), torch.as_tensor(mask))
-    t = ((torch.as_tensor(z) - shift) / scale).numpy()
+    # on tensors, as in the meta-training loop: torch's sums, not NumPy's
+    t = relative_to_support(torch.as_tensor(z), torch.as_tensor(mask)).numpy()
     return t[: ep.k], t[ep.k :]
 
 
