@@ -192,6 +192,11 @@ class Codec:
         """Encoded parameters, in order."""
         return list(self._distributions)
 
+    @property
+    def dim_names(self) -> list[str]:
+        """A label per encoded dimension (``name`` or ``name=choice``)."""
+        return self._encoder.dim_names if self._encoder else []
+
     def distribution(self, name: str) -> BaseDistribution:
         """The distribution the parameter is encoded on."""
         return self._distributions[name]
