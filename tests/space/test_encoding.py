@@ -130,18 +130,21 @@ def test_one_hot_and_inactive_encoding():
     assert len(enc.dim_names) == enc.dim
 
 
+# A config of search_spaces/mlp.yaml.
+MLP_CONFIG = {
+    "lr": 0.01,
+    "weight_decay": 1e-4,
+    "hidden": 32,
+    "n_layers": 2,
+    "dropout": 0.1,
+    "batch_size": 32,
+    "optimizer": "adam",
+}
+
+
 def test_bad_values_are_rejected():
-    space = load_space(SPACES / "mlp.yaml")
-    enc = Encoder(space)
-    good = {
-        "lr": 0.01,
-        "weight_decay": 1e-4,
-        "hidden": 32,
-        "n_layers": 2,
-        "dropout": 0.1,
-        "batch_size": 32,
-        "optimizer": "adam",
-    }
+    enc = Encoder(load_space(SPACES / "mlp.yaml"))
+    good = MLP_CONFIG
     enc.encode(good)
     with pytest.raises(ValueError, match="outside"):
         enc.encode({**good, "lr": 5.0})
@@ -149,6 +152,25 @@ def test_bad_values_are_rejected():
         enc.encode({**good, "optimizer": "rmsprop"})
     with pytest.raises(ValueError, match="lacks active parameter 'momentum'"):
         enc.encode({**good, "optimizer": "sgd"})
+
+
+def test_partial_encoding_gives_what_is_missing_or_outside_the_neutral_value():
+    enc = Encoder(load_space(SPACES / "mlp.yaml"))
+    good = {**MLP_CONFIG, "optimizer": "sgd", "momentum": 0.9}
+    sl = enc.param_slices()
+    bad = {**good, "lr": 5.0, "optimizer": "rmsprop", "dropout": "high"}
+    del bad["hidden"]
+    x = enc.encode_many([good, bad], partial=True)
+    assert np.array_equal(x[0], enc.encode(good))
+    for name in ("lr", "hidden", "dropout"):
+        assert x[1, sl[name]].tolist() == [0.5]
+    assert x[1, sl["optimizer"]].tolist() == [0.0] * len(x[1, sl["optimizer"]])
+    # momentum is inactive: the optimizer is not sgd
+    assert x[1, sl["momentum"]].tolist() == [0.5]
+    for name in ("weight_decay", "n_layers", "batch_size"):
+        assert np.array_equal(x[1, sl[name]], x[0, sl[name]])
+    with pytest.raises(ValueError, match="outside"):
+        enc.encode_many([bad])
 
 
 @settings()

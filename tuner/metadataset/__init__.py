@@ -9,7 +9,12 @@ from tuner.metadataset._extract import (
     expand_sources,
     infer_space,
 )
-from tuner.metadataset._normalize import orient, rank_normalize
+from tuner.metadataset._normalize import (
+    observation_targets,
+    orient,
+    rank_normalize,
+    relative_to_support,
+)
 
 __all__ = [
     "ExtractionReport",
@@ -19,6 +24,8 @@ __all__ = [
     "build_metadataset",
     "expand_sources",
     "infer_space",
+    "observation_targets",
     "orient",
     "rank_normalize",
+    "relative_to_support",
 ]

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from tuner.metadataset import relative_to_support
+
 __all__ = [
     "Surrogate",
     "adapt",
@@ -32,7 +34,6 @@ __all__ = [
     "init_ensemble",
     "masked_mse",
     "predict",
-    "support_transform",
     "surrogate_shapes",
 ]
 
@@ -126,22 +127,6 @@ def adapt(
     return params
 
 
-def support_transform(z: torch.Tensor, support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shift and scale that express targets relative to the support set (see module doc).
-
-    Args:
-        z: Targets ``(..., N)``.
-        support: 0/1 mask ``(..., N)`` of the support points.
-
-    Returns:
-        ``(shift, scale)`` broadcastable against ``z``: use ``(z - shift) / scale``.
-    """
-    k = support.sum(-1, keepdim=True)
-    mean = (z * support).sum(-1, keepdim=True) / k.clamp_min(1.0)
-    shift = torch.where(k >= 1, mean, torch.zeros_like(mean))
-    return shift, torch.ones_like(shift)
-
-
 def task_query_loss(
     params: Params,
     log_lrs: Mapping[str, torch.Tensor],
@@ -154,8 +139,7 @@ def task_query_loss(
     first_order: bool,
 ) -> torch.Tensor:
     """Adapt on the support points, return the MSE on the query points (one member/task)."""
-    shift, scale = support_transform(z, support)
-    t = (z - shift) / scale
+    t = relative_to_support(z, support)
     adapted = adapt(params, log_lrs, base, x, t, support, steps, first_order=first_order)
     return masked_mse(adapted, base, x, t, query)
 
@@ -195,8 +179,8 @@ def adapt_members(
 ) -> Params:
     """Adapt every member (leading axis of ``params``) to the observations, first-order.
 
-    ``t_obs`` are in support units (see :func:`support_transform`); with no observations or
-    no steps the parameters come back unchanged (zero-shot).
+    ``t_obs`` are in support units (:func:`tuner.metadataset.relative_to_support`); with no
+    observations or no steps the parameters come back unchanged (zero-shot).
     """
     if x_obs.shape[0] == 0 or steps == 0:
         return params

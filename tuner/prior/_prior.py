@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuner.metadataset import rank_normalize
+from tuner.metadataset import observation_targets
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
 from tuner.space import Encoder, FeatureSpace, SearchSpace
@@ -68,15 +68,6 @@ class Prediction:
     std: np.ndarray
     members: np.ndarray
     incumbent: float | None
-
-
-def observation_targets(values: Sequence[float], direction: str) -> np.ndarray:
-    """Targets of observed trials: rank-normalised within them, then relative to them.
-
-    The same map the inner loop was meta-trained with (see :mod:`tuner.prior._maml`).
-    """
-    z = rank_normalize(np.asarray(values, dtype=np.float64), direction)
-    return z - z.mean() if z.size else z
 
 
 class MetaPrior:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import platform
 import time
@@ -14,14 +15,10 @@ import torch
 from scipy import optimize, stats
 
 from tuner._errors import MttuneError
-from tuner.metadataset import MetaDataset
+from tuner.metadataset import MetaDataset, relative_to_support
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
-from tuner.prior._maml import (
-    batched_query_loss,
-    init_ensemble,
-    support_transform,
-)
+from tuner.prior._maml import batched_query_loss, init_ensemble
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior, bucket_of
 
 __all__ = [
@@ -33,6 +30,8 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int, int, float | None], None]
+# One meta-batch: x (M, T, P, D), z, support and query masks (M, T, P).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 # Support sizes of the fixed validation episodes (capped by each task's size).
 VAL_SHOTS = (0, 1, 3, 5, 10, 20)
 PORTFOLIO_PER_TASK = 3
@@ -97,69 +96,183 @@ def meta_train(
     n_val = max(1, round(maml.val_tasks * len(dataset.tasks)))
     train_set, val_set = dataset.split(n_val, rng)
     gen = torch.Generator().manual_seed(seed)
+    tasks = _task_tensors(train_set, dev)
+    learner = _Learner.init(tasks[0].shape[2], model, maml, gen, dev)
+    episodes = validation_episodes(val_set, seed)
+    sample = functools.partial(_sample_batch, *tasks, model.ensemble, maml, gen, dev)
+    fit = _fit(learner, sample, episodes, maml, progress)
+    train_seconds = time.monotonic() - t0
+    prior, metrics = _calibrated_prior(dataset, model, maml, fit, episodes)
+    prior.info = {
+        "sources": dataset.report.to_dict(),
+        "tasks": {
+            "train": [t.name for t in train_set.tasks],
+            "validation": [t.name for t in val_set.tasks],
+        },
+        "normalization": "per task: direction-aware Gaussian-copula of ranks, then relative "
+        "to the support set (see tuner.metadataset._normalize)",
+        "training": fit.to_dict(seed=seed, device=dev, seconds=train_seconds),
+        "validation": metrics,
+        "versions": {
+            "mttune": _mttune_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return prior
 
+
+def _task_tensors(
+    train_set: MetaDataset, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training tasks, zero-padded: ``x (T, N, D)`` and ``z (T, N)`` on ``dev``, counts."""
     x_np, z_np, counts_np = train_set.padded()
     x_all = torch.as_tensor(x_np, device=dev)
     z_all = torch.as_tensor(z_np, device=dev)
-    counts = torch.as_tensor(counts_np)
-    dim = x_np.shape[2]
+    return x_all, z_all, torch.as_tensor(counts_np)
 
-    base, params = init_ensemble(dim, model.hidden, model.layers, model.ensemble, gen)
-    params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
-    log_lrs = {
-        k: torch.full(
-            (model.ensemble,),
-            math.log(maml.inner_lr),
-            device=dev,
-            requires_grad=maml.learn_inner_lr,
-        )
-        for k in params
-    }
-    trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
-    opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
-    episodes = validation_episodes(val_set, seed)
 
-    best_loss, best_state, best_step, bad_evals = math.inf, None, 0, 0
-    history: list[tuple[int, float]] = []
-    step = 0
-    for step in range(1, maml.max_steps + 1):
-        x, z, sup, qry = _sample_batch(x_all, z_all, counts, model.ensemble, maml, gen, dev)
+@dataclasses.dataclass
+class _Learner:
+    """The meta-parameters being trained (network and inner learning rates), their optimiser."""
+
+    base: torch.nn.Module
+    params: dict[str, torch.Tensor]
+    log_lrs: dict[str, torch.Tensor]
+    trainable: list[torch.Tensor]
+    opt: torch.optim.Optimizer
+    maml: MAMLConfig
+
+    @classmethod
+    def init(
+        cls,
+        dim: int,
+        model: ModelConfig,
+        maml: MAMLConfig,
+        gen: torch.Generator,
+        dev: torch.device,
+    ) -> _Learner:
+        """A freshly initialised ensemble (seeded by ``gen``) and Adam over it."""
+        base, params = init_ensemble(dim, model.hidden, model.layers, model.ensemble, gen)
+        params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
+        log_lrs = {
+            k: torch.full(
+                (model.ensemble,),
+                math.log(maml.inner_lr),
+                device=dev,
+                requires_grad=maml.learn_inner_lr,
+            )
+            for k in params
+        }
+        trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
+        opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
+        return cls(base, params, log_lrs, trainable, opt, maml)
+
+    def step(self, batch: Batch) -> None:
+        """One outer step: adapt to each task's support points, descend the query loss."""
+        x, z, sup, qry = batch
+        maml = self.maml
         losses = batched_query_loss(
-            params, log_lrs, base, x, z, sup, qry, maml.inner_steps, maml.first_order
+            self.params,
+            self.log_lrs,
+            self.base,
+            x,
+            z,
+            sup,
+            qry,
+            maml.inner_steps,
+            maml.first_order,
         )
         loss = losses.mean()
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 10.0)
-        opt.step()
+        torch.nn.utils.clip_grad_norm_(self.trainable, 10.0)
+        self.opt.step()
         with torch.no_grad():
-            for v in log_lrs.values():
+            for v in self.log_lrs.values():
                 v.clamp_(math.log(1e-4), math.log(1.0))
+
+    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Copies of the parameters and the inner log learning rates."""
+        return _clone(self.params), _clone(self.log_lrs)
+
+
+@dataclasses.dataclass
+class _Fit:
+    """The outer loop's record: the validation losses, the best state and when it was."""
+
+    patience: int
+    steps: int = 0
+    history: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    best_loss: float = math.inf
+    best_step: int = 0
+    best: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    bad_evals: int = 0
+
+    def record(self, step: int, val: float, learner: _Learner) -> bool:
+        """Note a validation loss (and the state, if it is the best); whether to go on."""
+        if val < self.best_loss - 1e-4:
+            self.best_loss, self.best_step, self.bad_evals = val, step, 0
+            self.best = learner.snapshot()
+            return True
+        self.bad_evals += 1
+        return self.bad_evals < self.patience
+
+    def to_dict(self, *, seed: int, device: torch.device, seconds: float) -> dict[str, Any]:
+        """The prior's ``training`` record."""
+        return {
+            "seed": seed,
+            "device": str(device),
+            "steps": self.steps,
+            "best_step": self.best_step,
+            "seconds": round(seconds, 2),
+            "val_history": [[s, round(v, 5)] for s, v in self.history],
+        }
+
+
+def _fit(
+    learner: _Learner,
+    sample: Callable[[], Batch],
+    episodes: list[Episode],
+    maml: MAMLConfig,
+    progress: ProgressFn | None,
+) -> _Fit:
+    """Outer steps until ``max_steps`` or early stopping on the validation loss."""
+    fit = _Fit(patience=maml.patience)
+    for step in range(1, maml.max_steps + 1):
+        fit.steps = step
+        learner.step(sample())
         if step % maml.val_every == 0 or step == maml.max_steps:
-            val = _val_loss(params, log_lrs, episodes, maml)
-            history.append((step, val))
+            val = _val_loss(learner.params, learner.log_lrs, episodes, maml)
+            fit.history.append((step, val))
             if progress is not None:
                 progress(step, maml.max_steps, val)
-            if val < best_loss - 1e-4:
-                best_loss, best_step, bad_evals = val, step, 0
-                best_state = (_clone(params), _clone(log_lrs))
-            else:
-                bad_evals += 1
-                if bad_evals >= maml.patience:
-                    break
+            if not fit.record(step, val, learner):
+                break
         elif progress is not None:
             progress(step, maml.max_steps, None)
-    if best_state is None:
-        last = history[-1][1] if history else math.nan
+    if fit.best is None:
+        last = fit.history[-1][1] if fit.history else math.nan
         raise MttuneError(
             f"meta-training diverged: the validation loss was {last} at every check "
-            f"({len(history)} checks, {step} steps). Lower the learning rates "
+            f"({len(fit.history)} checks, {fit.steps} steps). Lower the learning rates "
             f"(outer_lr={maml.outer_lr}, inner_lr={maml.inner_lr}) or the inner steps "
             f"({maml.inner_steps})."
         )
-    params_best, lrs_best = best_state
-    train_seconds = time.monotonic() - t0
+    return fit
 
+
+def _calibrated_prior(
+    dataset: MetaDataset,
+    model: ModelConfig,
+    maml: MAMLConfig,
+    fit: _Fit,
+    episodes: list[Episode],
+) -> tuple[MetaPrior, dict[str, Any]]:
+    """The prior of the best state, calibrated on the validation episodes, and its metrics."""
+    assert fit.best is not None
+    params_best, lrs_best = fit.best
     portfolio = _portfolio(dataset)
     prior = MetaPrior(
         dataset.space,
@@ -173,35 +286,8 @@ def meta_train(
         features=dataset.features,
         portfolio_configs=portfolio,
     )
-    raw = evaluate_episodes(prior, episodes)
-    calibration = fit_calibration(raw)
-    prior.calibration = calibration
-    metrics = summarize(evaluate_episodes(prior, episodes))
-    prior.info = {
-        "sources": dataset.report.to_dict(),
-        "tasks": {
-            "train": [t.name for t in train_set.tasks],
-            "validation": [t.name for t in val_set.tasks],
-        },
-        "normalization": "per task: direction-aware Gaussian-copula of ranks, then relative "
-        "to the support set (see tuner.metadataset._normalize)",
-        "training": {
-            "seed": seed,
-            "device": str(dev),
-            "steps": step,
-            "best_step": best_step,
-            "seconds": round(train_seconds, 2),
-            "val_history": [[s, round(v, 5)] for s, v in history],
-        },
-        "validation": metrics,
-        "versions": {
-            "mttune": _mttune_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    return prior
+    prior.calibration = fit_calibration(evaluate_episodes(prior, episodes))
+    return prior, summarize(evaluate_episodes(prior, episodes))
 
 
 def _mttune_version() -> str:
@@ -222,7 +308,7 @@ def _sample_batch(
     maml: MAMLConfig,
     gen: torch.Generator,
     dev: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Batch:
     """Random episodes: per member and task, ``points`` trials split into support/query."""
     n_tasks, n_max = z_all.shape
     m, b, p = members, maml.meta_batch, min(maml.points, n_max)
@@ -260,11 +346,12 @@ def validation_episodes(dataset: MetaDataset, seed: int, shots=VAL_SHOTS) -> lis
 
 
 def _episode_targets(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """Support and query targets of an episode, relative to its support set."""
     z = np.concatenate([ep.z_s, ep.z_q])
     mask = np.zeros_like(z)
     mask[: ep.k] = 1.0
-    shift, scale = support_transform(torch.as_tensor(z), torch.as_tensor(mask))
-    t = ((torch.as_tensor(z) - shift) / scale).numpy()
+    # on tensors, as in the meta-training loop: torch's sums, not NumPy's
+    t = relative_to_support(torch.as_tensor(z), torch.as_tensor(mask)).numpy()
     return t[: ep.k], t[ep.k :]
 
 

@@ -127,16 +127,6 @@ class ConfigIndex:
         return rows[np.argsort(self.y[rows], kind="stable")]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Block:
-    name: str
-    distribution: BaseDistribution
-    encoder: Encoder
-    start: int
-    width: int
-    categorical: bool
-
-
 def covering_distributions(data: StudyData) -> dict[str, BaseDistribution]:
     """The latest distributions, numeric ranges widened to every range the study used.
 
@@ -167,87 +157,76 @@ def covering_distributions(data: StudyData) -> dict[str, BaseDistribution]:
 
 
 class Codec:
-    """Encodes configs of a study to the unit cube, one block per parameter.
+    """Encodes configs of a study to the unit cube: :class:`tuner.space.Encoder` on its space.
 
-    Each parameter is encoded by :class:`tuner.space.Encoder` on its own distribution; a
-    parameter a config does not have (conditional, or added later in a define-by-run study)
-    takes the neutral value (``0.5``, or all-zero for a categorical's one-hot block), as the
-    space encoding does for inactive parameters.
+    A parameter that cannot be part of a search space is left out (and its reason kept in
+    :attr:`skipped`). A parameter a config does not have (conditional, or added later in a
+    define-by-run study), or whose value is outside its distribution, takes the neutral value
+    (``0.5``, or all-zero for a categorical's one-hot block), as the space encoding does for
+    inactive parameters.
 
     Args:
         distributions: The parameters' distributions, in order.
     """
 
     def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
-        blocks: list[_Block] = []
         self.skipped: dict[str, str] = {}
-        start = 0
+        self._distributions: dict[str, BaseDistribution] = {}
         for name, dist in distributions.items():
             try:
-                encoder = Encoder(SearchSpace.from_distributions({name: dist}))
+                SearchSpace.from_distributions({name: dist})
             except MttuneError as e:
                 self.skipped[name] = str(e)
                 continue
-            blocks.append(
-                _Block(
-                    name,
-                    dist,
-                    encoder,
-                    start,
-                    encoder.dim,
-                    isinstance(dist, CategoricalDistribution),
-                )
-            )
-            start += encoder.dim
-        self._blocks = {b.name: b for b in blocks}
-        self.dim = start
+            self._distributions[name] = dist
+        self._encoder = (
+            Encoder(SearchSpace.from_distributions(self._distributions))
+            if self._distributions
+            else None
+        )
+        self._slices = self._encoder.param_slices() if self._encoder else {}
+        self.dim = self._encoder.dim if self._encoder else 0
 
     @property
     def names(self) -> list[str]:
         """Encoded parameters, in order."""
-        return list(self._blocks)
+        return list(self._distributions)
+
+    @property
+    def dim_names(self) -> list[str]:
+        """A label per encoded dimension (``name`` or ``name=choice``)."""
+        return self._encoder.dim_names if self._encoder else []
 
     def distribution(self, name: str) -> BaseDistribution:
         """The distribution the parameter is encoded on."""
-        return self._blocks[name].distribution
+        return self._distributions[name]
 
     def is_categorical(self, name: str) -> bool:
         """Whether the parameter is categorical (one-hot)."""
-        return self._blocks[name].categorical
+        return isinstance(self._distributions[name], CategoricalDistribution)
 
     def column(self, name: str) -> int:
         """The column of a numeric parameter."""
-        return self._blocks[name].start
+        return int(self._slices[name].start)
 
     def encode(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode configs into an ``(n, dim)`` array."""
-        out = np.empty((len(configs), self.dim))
-        for b in self._blocks.values():
-            cols = slice(b.start, b.start + b.width)
-            out[:, cols] = 0.0 if b.categorical else 0.5
-            rows = [i for i, c in enumerate(configs) if b.name in c]
-            if not rows:
-                continue
-            try:
-                values = [{b.name: configs[i][b.name]} for i in rows]
-                out[rows, cols] = b.encoder.encode_many(values)
-            except ValueError:  # a value outside the latest distribution: encode one by one
-                for i in rows:
-                    try:
-                        out[i, cols] = b.encoder.encode({b.name: configs[i][b.name]})
-                    except ValueError:
-                        continue
-        return out
+        if self._encoder is None:
+            return np.empty((len(configs), 0))
+        return self._encoder.encode_many(configs, partial=True)
 
     def value_at(self, name: str, u: float) -> Any:
         """The value of numeric parameter ``name`` at cube coordinate ``u``."""
-        b = self._blocks[name]
-        return b.encoder.decode(np.array([min(max(u, 0.0), 1.0)]))[name]
+        assert self._encoder is not None
+        row = np.full(self.dim, 0.5)
+        row[self.column(name)] = min(max(u, 0.0), 1.0)
+        return self._encoder.decode(row)[name]
 
     def coordinate(self, name: str, value: Any) -> float:
         """The cube coordinate of a numeric parameter's value."""
-        b = self._blocks[name]
-        return float(b.encoder.encode({name: value})[0])
+        assert self._encoder is not None
+        row = self._encoder.fix(np.zeros((1, self.dim)), {name: value})
+        return float(row[0, self.column(name)])
 
     def neighbour(self, name: str, value: Any, delta: float) -> tuple[Any, float] | None:
         """The value ``delta`` away in the cube (the next grid value if that rounds back).

@@ -235,8 +235,31 @@ def _robustness(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
         "worse the objective gets (positive = worse). Fragile: significant and above "
         f"{_e(rob['threshold'])} ({html.escape(rob['threshold_rule'])}).</p>",
     ]
+    if rob["params"]:
+        out.append(_robustness_table(rob["params"]))
+    for b in rob["better"]:
+        out.append(
+            f"<p class='why'>Moving {_e(b['param'])} to {_e(b['value'])} improves the objective "
+            f"by {_e(b['gain'])}: the config is not at an optimum along {_e(b['param'])}.</p>"
+        )
+    for name, reason in rob["skipped"].items():
+        out.append(f"<p class='muted'>{_e(name)}: not perturbed ({html.escape(reason)})</p>")
+    if rob["seeds"]:
+        s = rob["seeds"]
+        out.append(
+            f"<p>Spread across seeds ({s['n']} {html.escape(s['from'])}): sd {_e(s['sd'])}, "
+            f"range [{_e(s['min'])}, {_e(s['max'])}].</p>"
+        )
+    curves = [p for p in rob["params"] if p["curve"]]
+    if curves or any(s["runs"] for p in rob["params"] for s in p["sides"]):
+        out.append(fig(_robustness_figure(r, go), 420))
+    return out
+
+
+def _robustness_table(params: list[dict[str, Any]]) -> str:
+    """Per parameter: its value, each side's degradation, the worst, the verdict."""
     rows = []
-    for p in rob["params"]:
+    for p in params:
         sides = {s["sign"]: s for s in p["sides"]}
         cells = [
             "-"
@@ -255,61 +278,45 @@ def _robustness(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
                 "<span class='fragile'>FRAGILE</span>" if p["fragile"] else "ok",
             ]
         )
-    if rows:
-        out.append(
-            _table(
-                ["parameter", "value", "worse at -move", "worse at +move", "worst", "from", ""],
-                rows,
+    return _table(
+        ["parameter", "value", "worse at -move", "worse at +move", "worst", "from", ""], rows
+    )
+
+
+def _robustness_figure(r: dict[str, Any], go: Any) -> Any:
+    """The surrogate along each parameter, and the verify runs of its neighbours."""
+    f = go.Figure()
+    for p in r["robustness"]["params"]:
+        if p["curve"]:
+            xs = [c["delta"] for c in p["curve"]]
+            f.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[c["mean"] for c in p["curve"]],
+                    error_y={"type": "data", "array": [1.96 * c["sd"] for c in p["curve"]]},
+                    mode="lines+markers",
+                    name=f"{p['name']} (surrogate)",
+                )
             )
-        )
-    for b in rob["better"]:
-        out.append(
-            f"<p class='why'>Moving {_e(b['param'])} to {_e(b['value'])} improves the objective "
-            f"by {_e(b['gain'])}: the config is not at an optimum along {_e(b['param'])}.</p>"
-        )
-    for name, reason in rob["skipped"].items():
-        out.append(f"<p class='muted'>{_e(name)}: not perturbed ({html.escape(reason)})</p>")
-    if rob["seeds"]:
-        s = rob["seeds"]
-        out.append(
-            f"<p>Spread across seeds ({s['n']} {html.escape(s['from'])}): sd {_e(s['sd'])}, "
-            f"range [{_e(s['min'])}, {_e(s['max'])}].</p>"
-        )
-    curves = [p for p in rob["params"] if p["curve"]]
-    if curves or any(s["runs"] for p in rob["params"] for s in p["sides"]):
-        f = go.Figure()
-        for p in rob["params"]:
-            if p["curve"]:
-                xs = [c["delta"] for c in p["curve"]]
-                f.add_trace(
-                    go.Scatter(
-                        x=xs,
-                        y=[c["mean"] for c in p["curve"]],
-                        error_y={"type": "data", "array": [1.96 * c["sd"] for c in p["curve"]]},
-                        mode="lines+markers",
-                        name=f"{p['name']} (surrogate)",
-                    )
+        runs = [s for s in p["sides"] if s["runs"]]
+        if runs:
+            base = r["confidence"]["top_k"][0]["mean"] if r["confidence"]["top_k"] else 0.0
+            sign = 1.0 if r["direction"] == "minimize" else -1.0
+            f.add_trace(
+                go.Scatter(
+                    x=[s["delta"] for s in runs],
+                    y=[base + sign * s["degradation"] for s in runs],
+                    mode="markers",
+                    marker={"symbol": "diamond", "size": 11},
+                    name=f"{p['name']} (verify runs)",
                 )
-            runs = [s for s in p["sides"] if s["runs"]]
-            if runs:
-                base = r["confidence"]["top_k"][0]["mean"] if r["confidence"]["top_k"] else 0.0
-                sign = 1.0 if r["direction"] == "minimize" else -1.0
-                f.add_trace(
-                    go.Scatter(
-                        x=[s["delta"] for s in runs],
-                        y=[base + sign * s["degradation"] for s in runs],
-                        mode="markers",
-                        marker={"symbol": "diamond", "size": 11},
-                        name=f"{p['name']} (verify runs)",
-                    )
-                )
-        f.update_layout(
-            title="Robustness: objective along each parameter around the config",
-            xaxis_title="move in the unit-cube encoding",
-            yaxis_title=r["objective"],
-        )
-        out.append(fig(f, 420))
-    return out
+            )
+    f.update_layout(
+        title="Robustness: objective along each parameter around the config",
+        xaxis_title="move in the unit-cube encoding",
+        yaxis_title=r["objective"],
+    )
+    return f
 
 
 def _importance(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:

@@ -18,6 +18,7 @@ through Optuna, opened with :func:`tuner.studies.open_storage` ``(read_only=True
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -26,7 +27,7 @@ import shutil
 import sqlite3
 import tempfile
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -389,27 +390,47 @@ def _sql_list(con: _Reader) -> list[StudyInfo]:
     ):
         best[sid] = (lo, hi)
     last = dict(con.execute("SELECT study_id, max(datetime_start) FROM trials GROUP BY study_id"))
-    out = []
-    for sid, name in studies:
-        dirs = tuple(directions.get(sid, ["minimize"]))
-        c = counts.get(sid, {})
-        b = best.get(sid)
-        value = None
-        if b is not None and len(dirs) == 1:
-            value = b[0] if dirs[0] == "minimize" else b[1]
-        out.append(
-            StudyInfo(
-                name=name,
-                directions=dirs,
-                n_trials=sum(c.values()),
-                n_complete=c.get("COMPLETE", 0),
-                n_pruned=c.get("PRUNED", 0),
-                n_failed=c.get("FAIL", 0),
-                best_value=None if value is None else float(value),
-                last_start=None if last.get(sid) is None else str(last[sid])[:19],
-            )
+    return [
+        _study_info(
+            name,
+            tuple(directions.get(sid, ["minimize"])),
+            counts.get(sid, {}),
+            best.get(sid),
+            last.get(sid),
         )
-    return out
+        for sid, name in studies
+    ]
+
+
+def _study_info(
+    name: str,
+    directions: tuple[str, ...],
+    counts: Mapping[str, int],
+    extremes: tuple[float, float] | None,
+    last_start: Any,
+) -> StudyInfo:
+    """One line of the study list (both readers).
+
+    Args:
+        name: The study.
+        directions: Its directions.
+        counts: Its trials by state name.
+        extremes: The lowest and highest finite value of its completed trials, if any.
+        last_start: When its last trial started, if any (a datetime or its text).
+    """
+    value = None
+    if extremes is not None and len(directions) == 1:
+        value = extremes[0] if directions[0] == "minimize" else extremes[1]
+    return StudyInfo(
+        name=name,
+        directions=directions,
+        n_trials=sum(counts.values()),
+        n_complete=counts.get("COMPLETE", 0),
+        n_pruned=counts.get("PRUNED", 0),
+        n_failed=counts.get("FAIL", 0),
+        best_value=None if value is None else float(value),
+        last_start=None if last_start is None else str(last_start)[:19],
+    )
 
 
 def _sql_study(
@@ -429,7 +450,7 @@ def _sql_study(
             "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective", (sid,)
         )
     ]
-    _check_single_objective(study_name, dirs)
+    direction = _direction(study_name, dirs)
     user_attrs = {}
     for key, value_json in con.execute(
         "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", (sid,)
@@ -440,9 +461,30 @@ def _sql_study(
     )
     index = {tid: i for i, (tid, _, _) in enumerate(trials)}
     n = len(trials)
-    numbers = np.fromiter((r[1] for r in trials), dtype=np.int64, count=n)
-    states = np.array([r[2] for r in trials], dtype="<U8")
-    values = np.full(n, np.nan)
+    values = _sql_values(con, sid, index)
+    params = _SqlParams.read(con, sid, index)
+    attrs = _sql_attrs(con, sid, index, extra_attrs)
+    latest = params.latest()
+    names = _column_order(user_attrs, latest)
+    matrix, cells = params.matrix(n, names, latest)
+    return StudyData(
+        storage=location,
+        name=study_name,
+        direction=direction,
+        user_attrs=user_attrs,
+        numbers=np.fromiter((r[1] for r in trials), dtype=np.int64, count=n),
+        states=np.array([r[2] for r in trials], dtype="<U8"),
+        values=values,
+        distributions={name: latest[name] for name in names},
+        attrs=attrs,
+        internal=matrix,
+        cell_distributions=cells,
+    )
+
+
+def _sql_values(con: _Reader, sid: int, index: dict[int, int]) -> np.ndarray:
+    """Each trial's objective value (``nan`` where it has none)."""
+    values = np.full(len(index), np.nan)
     for tid, value, value_type in con.execute(
         "SELECT v.trial_id, v.value, v.value_type FROM trial_values v "
         "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = ? AND v.objective = 0",
@@ -454,31 +496,14 @@ def _sql_study(
             value = -math.inf
         if value is not None:
             values[index[tid]] = value
-    # Parameters: one pass filling (row, name, internal value) triples; a name's
-    # distribution JSON is decoded once (and again only where it changes).
-    rows_i: list[int] = []
-    names_i: list[str] = []
-    vals_i: list[float] = []
-    cell_json: list[tuple[int, str, str]] = []
-    first_json: dict[str, str] = {}
-    last_json: dict[str, tuple[int, str]] = {}  # the distribution of each name's last trial
-    for tid, name, internal, dist_json in con.execute(
-        "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
-        "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = ?",
-        (sid,),
-    ):
-        i = index[tid]
-        rows_i.append(i)
-        names_i.append(name)
-        vals_i.append(internal)
-        known = first_json.get(name)
-        if known is None:
-            first_json[name] = dist_json
-        elif known != dist_json:
-            cell_json.append((i, name, dist_json))
-        if i >= last_json.get(name, (-1, ""))[0]:
-            last_json[name] = (i, dist_json)
-    attrs: list[dict[str, Any]] = [{} for _ in range(n)]
+    return values
+
+
+def _sql_attrs(
+    con: _Reader, sid: int, index: dict[int, int], extra_attrs: Sequence[Attr]
+) -> list[dict[str, Any]]:
+    """Each trial's user attributes among those review reads, under their current names."""
+    attrs: list[dict[str, Any]] = [{} for _ in range(len(index))]
     keys = _attr_names(extra_attrs)
     marks = ",".join("?" * len(keys))
     for tid, key, value_json in con.execute(
@@ -488,55 +513,101 @@ def _sql_study(
     ):
         # Guards stay JSON text until StudyData keeps the few it needs (_thin_guards).
         attrs[index[tid]][key] = value_json if key == _GUARD else _json(value_json)
-    attrs = _canonical(attrs)
-    cache: dict[str, BaseDistribution] = {}
-
-    def dist_of(text: str) -> BaseDistribution:
-        if text not in cache:
-            cache[text] = json_to_distribution(text)
-        return cache[text]
-
-    # A parameter whose distribution changed during the study: the latest one is its column's
-    # (that of the last trial that has it, also when a range went back to an earlier one).
-    latest = {name: dist_of(text) for name, (_, text) in last_json.items()}
-    order = {name: k for k, name in enumerate(_param_order(user_attrs, latest))}
-    names = sorted(latest, key=lambda k: order.get(k, len(order)))
-    column = {name: j for j, name in enumerate(names)}
-    matrix = np.full((n, len(names)), np.inf)
-    if rows_i:
-        cols = np.fromiter((column[x] for x in names_i), dtype=np.int64, count=len(names_i))
-        matrix[np.array(rows_i), cols] = np.array(vals_i, dtype=np.float64)
-    cells: dict[tuple[int, int], BaseDistribution] = {}
-    if cell_json:
-        changed = {name for _, name, _ in cell_json}
-        for i, name, text in cell_json:
-            cells[(i, column[name])] = dist_of(text)
-        for i, name in zip(rows_i, names_i, strict=True):
-            if name in changed and (i, column[name]) not in cells:
-                cells[(i, column[name])] = dist_of(first_json[name])
-        for key, dist in list(cells.items()):
-            if dist == latest[names[key[1]]]:
-                del cells[key]
-    return StudyData(
-        storage=location,
-        name=study_name,
-        direction=dirs[0] if dirs else "minimize",
-        user_attrs=user_attrs,
-        numbers=numbers,
-        states=states,
-        values=values,
-        distributions={name: latest[name] for name in names},
-        attrs=attrs,
-        internal=matrix,
-        cell_distributions=cells,
-    )
+    return _canonical(attrs)
 
 
-def _param_order(user_attrs: dict[str, Any], latest: dict[str, Any]) -> list[str]:
-    """Parameters in the order of the recorded search space, the others after."""
+@dataclasses.dataclass
+class _SqlParams:
+    """A study's parameters as read: ``(row, name, internal value)`` triples.
+
+    A name's distribution JSON is decoded once (and again only where it changes).
+
+    Attributes:
+        rows: The row of each triple.
+        names: The name of each triple.
+        values: The internal value of each triple.
+        cell_json: ``(row, name, json)`` where a distribution is not the name's first.
+        first_json: The first distribution of each name.
+        last_json: The row and distribution of each name's last trial.
+    """
+
+    rows: list[int] = dataclasses.field(default_factory=list)
+    names: list[str] = dataclasses.field(default_factory=list)
+    values: list[float] = dataclasses.field(default_factory=list)
+    cell_json: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
+    first_json: dict[str, str] = dataclasses.field(default_factory=dict)
+    last_json: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
+    _decoded: dict[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def read(cls, con: _Reader, sid: int, index: dict[int, int]) -> _SqlParams:
+        """One pass over the study's parameters."""
+        out = cls()
+        for tid, name, internal, dist_json in con.execute(
+            "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
+            "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = ?",
+            (sid,),
+        ):
+            i = index[tid]
+            out.rows.append(i)
+            out.names.append(name)
+            out.values.append(internal)
+            known = out.first_json.get(name)
+            if known is None:
+                out.first_json[name] = dist_json
+            elif known != dist_json:
+                out.cell_json.append((i, name, dist_json))
+            if i >= out.last_json.get(name, (-1, ""))[0]:
+                out.last_json[name] = (i, dist_json)
+        return out
+
+    def distribution(self, text: str) -> BaseDistribution:
+        """A distribution from its JSON (decoded once)."""
+        if text not in self._decoded:
+            self._decoded[text] = json_to_distribution(text)
+        return self._decoded[text]
+
+    def latest(self) -> dict[str, BaseDistribution]:
+        """Each parameter's latest distribution: that of the last trial that has it.
+
+        Also when a range went back to an earlier one.
+        """
+        return {name: self.distribution(text) for name, (_, text) in self.last_json.items()}
+
+    def matrix(
+        self, n: int, names: list[str], latest: dict[str, BaseDistribution]
+    ) -> tuple[np.ndarray, dict[tuple[int, int], BaseDistribution]]:
+        """The internal values ``(n, len(names))``, and the cells off their column's latest.
+
+        A cell's distribution is kept only where it is not its column's latest one.
+        """
+        column = {name: j for j, name in enumerate(names)}
+        matrix = np.full((n, len(names)), np.inf)
+        if self.rows:
+            cols = np.fromiter(
+                (column[x] for x in self.names), dtype=np.int64, count=len(self.names)
+            )
+            matrix[np.array(self.rows), cols] = np.array(self.values, dtype=np.float64)
+        cells: dict[tuple[int, int], BaseDistribution] = {}
+        if self.cell_json:
+            changed = {name for _, name, _ in self.cell_json}
+            for i, name, text in self.cell_json:
+                cells[(i, column[name])] = self.distribution(text)
+            for i, name in zip(self.rows, self.names, strict=True):
+                if name in changed and (i, column[name]) not in cells:
+                    cells[(i, column[name])] = self.distribution(self.first_json[name])
+            for key, dist in list(cells.items()):
+                if dist == latest[names[key[1]]]:
+                    del cells[key]
+        return matrix, cells
+
+
+def _column_order(user_attrs: dict[str, Any], latest: Mapping[str, Any]) -> list[str]:
+    """The parameters of ``latest`` in the order of the recorded search space, others after."""
     space = StudyAttr.SPACE.get(user_attrs)
     names = list(space.get("params", {})) if space is not None else []
-    return names + [n for n in latest if n not in names]
+    order = {name: k for k, name in enumerate(names + [n for n in latest if n not in names])}
+    return sorted(latest, key=lambda k: order.get(k, len(order)))
 
 
 def _json(text: str) -> Any:
@@ -567,13 +638,15 @@ def _not_found(name: str, names: list[str]) -> StudyNotFoundError:
     )
 
 
-def _check_single_objective(name: str, directions: list[str]) -> None:
+def _direction(name: str, directions: list[str]) -> str:
+    """The direction of a single-objective study (``minimize`` when none is recorded)."""
     if len(directions) > 1:
         raise ReviewError(
             f"study {name!r} has {len(directions)} objectives ({', '.join(directions)}); "
             "mttune review and verify work on single-objective studies. Review each objective "
             "in a single-objective study, or use optuna-dashboard for Pareto fronts."
         )
+    return directions[0] if directions else "minimize"
 
 
 # ---------------------------------------------------------------------- through Optuna
@@ -587,27 +660,20 @@ def _api_list(location: str) -> list[StudyInfo]:
     storage = _api_storage(location)
     out = []
     for s in storage.get_all_studies():
-        dirs = tuple(d.name.lower() for d in s.directions)
         trials = storage.get_all_trials(s._study_id, deepcopy=False)
         complete = [
             t.values[0]
             for t in trials
             if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
         ]
-        best = None
-        if complete and len(dirs) == 1:
-            best = min(complete) if dirs[0] == "minimize" else max(complete)
         starts = [t.datetime_start for t in trials if t.datetime_start is not None]
         out.append(
-            StudyInfo(
-                name=s.study_name,
-                directions=dirs,
-                n_trials=len(trials),
-                n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
-                n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                n_failed=sum(t.state == TrialState.FAIL for t in trials),
-                best_value=None if best is None else float(best),
-                last_start=str(max(starts))[:19] if starts else None,
+            _study_info(
+                s.study_name,
+                tuple(d.name.lower() for d in s.directions),
+                collections.Counter(t.state.name for t in trials),
+                (min(complete), max(complete)) if complete else None,
+                max(starts) if starts else None,
             )
         )
     return out
@@ -619,37 +685,25 @@ def _api_study(location: str, study_name: str, extra_attrs: Sequence[Attr] = ())
     if study_name not in studies:
         raise _not_found(study_name, list(studies))
     frozen = studies[study_name]
-    dirs = [d.name.lower() for d in frozen.directions]
-    _check_single_objective(study_name, dirs)
+    direction = _direction(study_name, [d.name.lower() for d in frozen.directions])
     trials = sorted(storage.get_all_trials(frozen._study_id, deepcopy=False), key=_number)
-    n = len(trials)
-    values = np.full(n, np.nan)
-    latest: dict[str, tuple[int, BaseDistribution]] = {}
+    values = np.full(len(trials), np.nan)
+    latest: dict[str, BaseDistribution] = {}
     for i, t in enumerate(trials):
         if t.values:
             values[i] = t.values[0]
-        for name, dist in t.distributions.items():
-            latest[name] = (i, dist)
-    order = {name: i for i, name in enumerate(_param_order(frozen.user_attrs, latest))}
-    names = sorted(latest, key=lambda k: order.get(k, len(order)))
-    matrix = np.full((n, len(names)), np.inf)
-    cells: dict[tuple[int, int], BaseDistribution] = {}
-    for i, t in enumerate(trials):
-        for j, name in enumerate(names):
-            if name in t.params:
-                dist = t.distributions[name]
-                matrix[i, j] = dist.to_internal_repr(t.params[name])
-                if dist != latest[name][1]:
-                    cells[(i, j)] = dist
+        latest.update(t.distributions)
+    names = _column_order(frozen.user_attrs, latest)
+    matrix, cells = _api_matrix(trials, names, latest)
     return StudyData(
         storage=location,
         name=study_name,
-        direction=dirs[0] if dirs else "minimize",
+        direction=direction,
         user_attrs=dict(frozen.user_attrs),
         numbers=np.array([t.number for t in trials], dtype=np.int64),
         states=np.array([t.state.name for t in trials], dtype="<U8"),
         values=values,
-        distributions={name: latest[name][1] for name in names},
+        distributions={name: latest[name] for name in names},
         attrs=_canonical(
             [
                 {k: t.user_attrs[k] for k in _attr_names(extra_attrs) if k in t.user_attrs}
@@ -659,6 +713,27 @@ def _api_study(location: str, study_name: str, extra_attrs: Sequence[Attr] = ())
         internal=matrix,
         cell_distributions=cells,
     )
+
+
+def _api_matrix(
+    trials: Sequence[optuna.trial.FrozenTrial],
+    names: list[str],
+    latest: dict[str, BaseDistribution],
+) -> tuple[np.ndarray, dict[tuple[int, int], BaseDistribution]]:
+    """The internal values ``(n, len(names))``, and the cells off their column's latest.
+
+    A cell's distribution is kept only where it is not its column's latest one.
+    """
+    matrix = np.full((len(trials), len(names)), np.inf)
+    cells: dict[tuple[int, int], BaseDistribution] = {}
+    for i, t in enumerate(trials):
+        for j, name in enumerate(names):
+            if name in t.params:
+                dist = t.distributions[name]
+                matrix[i, j] = dist.to_internal_repr(t.params[name])
+                if dist != latest[name]:
+                    cells[(i, j)] = dist
+    return matrix, cells
 
 
 def _attr_names(extra: Sequence[Attr]) -> tuple[str, ...]:

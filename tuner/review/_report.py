@@ -130,18 +130,7 @@ def review_data(
     analysis = analyse(data, top_k=top_k, seed=seed)
     fails = failures(data)
     rec = analysis.recommended
-    notes: list[str] = []
-    best_obs = None
-    if analysis.best_observed_row is not None:
-        i = analysis.best_observed_row
-        best_obs = {
-            "number": int(data.numbers[i]),
-            "value": float(data.values[i]),
-            "params": data.params[i],
-            "estimate": None
-            if analysis.best_observed is None
-            else estimate_dict(analysis.best_observed, analysis),
-        }
+    best_obs = _best_observed(analysis)
     rob = robustness(analysis, rec, perturb) if rec is not None else None
     recommended = None
     if rec is not None:
@@ -149,25 +138,7 @@ def review_data(
         recommended["method_text"] = describe_method(rec, analysis)
         recommended["level"] = analysis.level
     why = why_different(analysis, fmt)
-    gp = analysis.gp
-    if gp is not None and gp.capped:
-        notes.append(
-            f"{gp.capped} trial value(s) worse than Q3 + 3 IQR were capped for the surrogate "
-            "fit (diverged runs)."
-        )
-    if fails["non_finite"]:
-        notes.append(
-            f"{fails['non_finite']} completed trial(s) have a non-finite value and are left out."
-        )
-    if len(analysis.complete) and len(analysis.complete) < 5:
-        notes.append("fewer than 5 completed trials: no noise estimate; run more trials.")
-    for name, reason in analysis.codec.skipped.items():
-        notes.append(f"parameter {name!r} is not modelled: {reason}")
-    if rec is not None and rec.method == "surrogate":
-        notes.append(
-            "the intervals come from a model of the study, not from repeated runs; "
-            "'mttune verify' measures them."
-        )
+    notes = _notes(analysis, fails)
     by_state = fails["by_state"]
     report = {
         "format": FORMAT,
@@ -185,33 +156,7 @@ def review_data(
         "recommended": recommended,
         "differs": why is not None,
         "why": why,
-        "confidence": {
-            "level": analysis.level,
-            "method": None if rec is None else describe_method(rec, analysis),
-            "noise_sd": analysis.noise_sd,
-            "noise_method": analysis.noise_method,
-            "pooled_repeats": None
-            if analysis.pooled_sd is None
-            else {"sd": analysis.pooled_sd[0], "df": analysis.pooled_sd[1]},
-            "surrogate": None
-            if gp is None
-            else {
-                "kind": "gaussian-process",
-                "description": gp.describe(),
-                "noise_sd": gp.noise_sd,
-                "lengthscales": dict(
-                    zip(_dim_labels(analysis), gp.lengthscales.tolist(), strict=True)
-                ),
-                "n_fit": gp.n_fit,
-                "n_posterior": gp.n_posterior,
-            },
-            "top_k": [
-                estimate_dict(e, analysis, r + 1)
-                for r, e in enumerate(analysis.candidates[: analysis.top_k])
-            ],
-            "p_best_method": "Monte Carlo over the top-k candidates' posteriors "
-            "(joint Gaussian-process draws; Student-t draws for repeated configs)",
-        },
+        "confidence": _confidence(analysis),
         "robustness": robustness_dict(rob),
         "importance": importance(data, seed=seed),
         "convergence": convergence(data),
@@ -222,13 +167,76 @@ def review_data(
     return Review(jsonable(report), analysis, rob)
 
 
-def _dim_labels(analysis: Analysis) -> list[str]:
-    labels: list[str] = []
-    codec = analysis.codec
-    for name in codec.names:
-        if codec.is_categorical(name):
-            dist = analysis.data.distributions[name]
-            labels += [f"{name}={c}" for c in getattr(dist, "choices", ())]
-        else:
-            labels.append(name)
-    return labels
+def _best_observed(analysis: Analysis) -> dict[str, Any] | None:
+    """The best observed trial, and the estimate of its config."""
+    i = analysis.best_observed_row
+    if i is None:
+        return None
+    data = analysis.data
+    return {
+        "number": int(data.numbers[i]),
+        "value": float(data.values[i]),
+        "params": data.params[i],
+        "estimate": None
+        if analysis.best_observed is None
+        else estimate_dict(analysis.best_observed, analysis),
+    }
+
+
+def _notes(analysis: Analysis, fails: dict[str, Any]) -> list[str]:
+    """What the reader should know about the data and the method."""
+    notes: list[str] = []
+    gp = analysis.gp
+    if gp is not None and gp.capped:
+        notes.append(
+            f"{gp.capped} trial value(s) worse than Q3 + 3 IQR were capped for the surrogate "
+            "fit (diverged runs)."
+        )
+    if fails["non_finite"]:
+        notes.append(
+            f"{fails['non_finite']} completed trial(s) have a non-finite value and are left out."
+        )
+    if len(analysis.complete) and len(analysis.complete) < 5:
+        notes.append("fewer than 5 completed trials: no noise estimate; run more trials.")
+    for name, reason in analysis.codec.skipped.items():
+        notes.append(f"parameter {name!r} is not modelled: {reason}")
+    rec = analysis.recommended
+    if rec is not None and rec.method == "surrogate":
+        notes.append(
+            "the intervals come from a model of the study, not from repeated runs; "
+            "'mttune verify' measures them."
+        )
+    return notes
+
+
+def _confidence(analysis: Analysis) -> dict[str, Any]:
+    """The confidence section: the method, the noise, the surrogate and the top-k."""
+    rec = analysis.recommended
+    gp = analysis.gp
+    return {
+        "level": analysis.level,
+        "method": None if rec is None else describe_method(rec, analysis),
+        "noise_sd": analysis.noise_sd,
+        "noise_method": analysis.noise_method,
+        "pooled_repeats": None
+        if analysis.pooled_sd is None
+        else {"sd": analysis.pooled_sd[0], "df": analysis.pooled_sd[1]},
+        "surrogate": None
+        if gp is None
+        else {
+            "kind": "gaussian-process",
+            "description": gp.describe(),
+            "noise_sd": gp.noise_sd,
+            "lengthscales": dict(
+                zip(analysis.codec.dim_names, gp.lengthscales.tolist(), strict=True)
+            ),
+            "n_fit": gp.n_fit,
+            "n_posterior": gp.n_posterior,
+        },
+        "top_k": [
+            estimate_dict(e, analysis, r + 1)
+            for r, e in enumerate(analysis.candidates[: analysis.top_k])
+        ],
+        "p_best_method": "Monte Carlo over the top-k candidates' posteriors "
+        "(joint Gaussian-process draws; Student-t draws for repeated configs)",
+    }

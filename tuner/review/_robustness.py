@@ -145,15 +145,61 @@ def _seed_spread(group: ConfigGroup, analysis: Analysis) -> dict[str, Any] | Non
 def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) -> Robustness:
     """Perturb each numeric hyperparameter of ``estimate``'s config (module docstring)."""
     data = analysis.data
-    codec = analysis.codec
     group = estimate.group
     numbers = set(group.numbers(data))
     threshold, rule = _threshold(analysis)
     perturbed = _perturbed_runs(analysis, numbers, perturb)
     failed = _failed_moves(analysis, numbers)
-
     skipped: dict[str, str] = {}
-    plans: list[tuple[str, list[tuple[int, Any, float]], list[tuple[Any, float]]]] = []
+    plans = _plans(analysis, group, perturb, {*perturbed, *failed}, skipped)
+    post = _joint_posterior(analysis, group, plans)
+    results: list[ParamRobustness] = []
+    at = 1  # the plans' points follow the config's in the joint posterior
+    for plan in plans:
+        sides = _surrogate_sides(plan, post, at)
+        _verified_sides(sides, analysis, estimate, plan.name, perturbed)
+        _failed_sides(sides, data, plan.name, failed)
+        curve = _curve(plan, post, at + len(plan.sides), data.sign)
+        at += len(plan.sides) + len(plan.curve)
+        if not sides:
+            skipped[plan.name] = "no surrogate and no perturbed runs"
+            continue
+        results.append(
+            _param_robustness(plan.name, group.params[plan.name], sides, curve, threshold)
+        )
+    return Robustness(
+        number=group.representative(data),
+        perturb=perturb,
+        threshold=threshold,
+        threshold_rule=rule,
+        params=results,
+        skipped=skipped,
+        seeds=_seed_spread(group, analysis),
+    )
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The moves of one parameter: sides ``(sign, value, delta)``, curve ``(value, delta)``."""
+
+    name: str
+    sides: list[tuple[int, Any, float]]
+    curve: list[tuple[Any, float]]
+
+
+def _plans(
+    analysis: Analysis,
+    group: ConfigGroup,
+    perturb: float,
+    moved: set[tuple[str, int]],
+    skipped: dict[str, str],
+) -> list[_Plan]:
+    """The moves of each numeric parameter; the others go to ``skipped`` with the reason.
+
+    ``moved`` are the ``(parameter, direction)`` moves that ``mttune verify`` ran.
+    """
+    codec = analysis.codec
+    plans = []
     for name in codec.names:
         if name not in group.params:
             skipped[name] = "inactive in this config"
@@ -174,98 +220,125 @@ def robustness(analysis: Analysis, estimate: Estimate, perturb: float = 0.05) ->
             for v in {*values, *(v for _, v, _ in sides)}:
                 curve.append((v, codec.coordinate(name, v) - u0))
             curve.sort(key=lambda c: c[1])
-        if not sides and not any((name, s) in perturbed or (name, s) in failed for s in (-1, 1)):
+        if not sides and not any((name, s) in moved for s in (-1, 1)):
             skipped[name] = (
                 "--perturb is 0" if perturb <= 0 else "a single value: nothing to perturb"
             )
             continue
-        plans.append((name, sides, curve))
+        plans.append(_Plan(name, sides, curve))
+    return plans
 
-    # One joint posterior for the config, every side and every curve point.
+
+def _joint_posterior(
+    analysis: Analysis, group: ConfigGroup, plans: list[_Plan]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One joint posterior for the config, every side and every curve point, in that order."""
+    if analysis.gp is None:
+        return None
     points: list[dict[str, Any]] = [group.params]
-    for name, sides, curve in plans:
-        points += [{**group.params, name: v} for _, v, _ in sides]
-        points += [{**group.params, name: v} for v, _ in curve]
-    mean = cov = None
-    if analysis.gp is not None:
-        mean, cov = analysis.gp.posterior(codec.encode(points))
-    s = data.sign
+    for plan in plans:
+        points += [{**group.params, plan.name: v} for _, v, _ in plan.sides]
+        points += [{**group.params, plan.name: v} for v, _ in plan.curve]
+    return analysis.gp.posterior(analysis.codec.encode(points))
+
+
+def _surrogate_sides(
+    plan: _Plan, post: tuple[np.ndarray, np.ndarray] | None, at: int
+) -> dict[int, dict[str, Any]]:
+    """The surrogate's degradation on each side (its points start at ``at``), by direction."""
+    if post is None:
+        return {}
+    mean, cov = post
+    out = {}
+    for j, (sign, v, delta) in enumerate(plan.sides, start=at):
+        d = float(mean[j] - mean[0])
+        se = math.sqrt(max(cov[j, j] + cov[0, 0] - 2 * cov[0, j], 0.0))
+        out[sign] = _side(sign, v, delta, d, se, 0, "surrogate")
+    return out
+
+
+def _verified_sides(
+    sides: dict[int, dict[str, Any]],
+    analysis: Analysis,
+    estimate: Estimate,
+    name: str,
+    perturbed: dict[tuple[str, int], list[int]],
+) -> None:
+    """Real runs of the neighbours replace the surrogate's guess."""
+    data = analysis.data
     noise = analysis.noise_sd
     base_se = estimate.se if estimate.se is not None else noise
-    results: list[ParamRobustness] = []
-    at = 1
-    for name, sides, curve in plans:
-        side_out: dict[int, dict[str, Any]] = {}
-        for sign, v, delta in sides:
-            j = at
-            at += 1
-            if mean is not None and cov is not None:
-                d = float(mean[j] - mean[0])
-                se = math.sqrt(max(cov[j, j] + cov[0, 0] - 2 * cov[0, j], 0.0))
-                side_out[sign] = _side(sign, v, delta, d, se, 0, "surrogate")
-        for sign in (-1, 1):  # real runs of the neighbours replace the surrogate's guess
-            rows = perturbed.get((name, sign))
-            if not rows:
-                continue
-            tag = data.tags[rows[0]]
-            ys = s * data.values[rows]
-            var = float(np.var(ys, ddof=1)) if len(rows) >= 2 else (noise or 0.0) ** 2
-            se = math.sqrt(var / len(rows) + (base_se or 0.0) ** 2)
-            d = float(ys.mean()) - estimate.mean
-            value = data.params[rows[0]].get(name)
-            side_out[sign] = _side(sign, value, float(tag["delta"]), d, se, len(rows), "verify")
-        for sign in (-1, 1):  # a neighbour whose run crashed is no evidence of robustness
-            bad = failed.get((name, sign), [])
-            if not bad:
-                continue
-            if sign not in side_out:
-                moved, delta = data.params[bad[0]].get(name), float(data.tags[bad[0]]["delta"])
-                side_out[sign] = _side(sign, moved, delta, 0.0, 0.0, 0, "verify")
-            side_out[sign]["failed_runs"] = len(bad)
-        curve_out = []
-        for v, delta in curve:
-            j = at
-            at += 1
-            if mean is not None and cov is not None:
-                curve_out.append(
-                    {
-                        "delta": round(delta, 6),
-                        "value": v,
-                        "mean": float(s * mean[j]),
-                        "sd": float(math.sqrt(max(cov[j, j], 0.0))),
-                    }
-                )
-        if not side_out:
-            skipped[name] = "no surrogate and no perturbed runs"
+    for sign in (-1, 1):
+        rows = perturbed.get((name, sign))
+        if not rows:
             continue
-        worst = max(side_out.values(), key=lambda o: o["degradation"])
-        fragile = any(o.get("failed_runs") for o in side_out.values()) or (
-            threshold is not None
-            and worst["degradation"] > threshold
-            and worst["degradation"] - _Z * worst["se"] > 0
-        )
-        results.append(
-            ParamRobustness(
-                name=name,
-                value=group.params[name],
-                sides=[side_out[k] for k in sorted(side_out)],
-                degradation=worst["degradation"],
-                se=worst["se"],
-                fragile=bool(fragile),
-                method="verify"
-                if any(o["method"] == "verify" for o in side_out.values())
-                else "surrogate",
-                curve=curve_out,
-            )
-        )
-    return Robustness(
-        number=group.representative(data),
-        perturb=perturb,
-        threshold=threshold,
-        threshold_rule=rule,
-        params=results,
-        skipped=skipped,
-        seeds=_seed_spread(group, analysis),
+        tag = data.tags[rows[0]]
+        ys = data.sign * data.values[rows]
+        var = float(np.var(ys, ddof=1)) if len(rows) >= 2 else (noise or 0.0) ** 2
+        se = math.sqrt(var / len(rows) + (base_se or 0.0) ** 2)
+        d = float(ys.mean()) - estimate.mean
+        value = data.params[rows[0]].get(name)
+        sides[sign] = _side(sign, value, float(tag["delta"]), d, se, len(rows), "verify")
+
+
+def _failed_sides(
+    sides: dict[int, dict[str, Any]],
+    data: StudyData,
+    name: str,
+    failed: dict[tuple[str, int], list[int]],
+) -> None:
+    """A neighbour whose run crashed is no evidence of robustness: mark its side."""
+    for sign in (-1, 1):
+        bad = failed.get((name, sign), [])
+        if not bad:
+            continue
+        if sign not in sides:
+            moved, delta = data.params[bad[0]].get(name), float(data.tags[bad[0]]["delta"])
+            sides[sign] = _side(sign, moved, delta, 0.0, 0.0, 0, "verify")
+        sides[sign]["failed_runs"] = len(bad)
+
+
+def _curve(
+    plan: _Plan, post: tuple[np.ndarray, np.ndarray] | None, at: int, sign: float
+) -> list[dict[str, Any]]:
+    """The surrogate along the parameter (its points start at ``at``), objective units."""
+    if post is None:
+        return []
+    mean, cov = post
+    return [
+        {
+            "delta": round(delta, 6),
+            "value": v,
+            "mean": float(sign * mean[j]),
+            "sd": float(math.sqrt(max(cov[j, j], 0.0))),
+        }
+        for j, (v, delta) in enumerate(plan.curve, start=at)
+    ]
+
+
+def _param_robustness(
+    name: str,
+    value: Any,
+    sides: dict[int, dict[str, Any]],
+    curve: list[dict[str, Any]],
+    threshold: float | None,
+) -> ParamRobustness:
+    """The parameter's verdict: its worse side, fragile when significant and large enough."""
+    worst = max(sides.values(), key=lambda o: o["degradation"])
+    fragile = any(o.get("failed_runs") for o in sides.values()) or (
+        threshold is not None
+        and worst["degradation"] > threshold
+        and worst["degradation"] - _Z * worst["se"] > 0
+    )
+    return ParamRobustness(
+        name=name,
+        value=value,
+        sides=[sides[k] for k in sorted(sides)],
+        degradation=worst["degradation"],
+        se=worst["se"],
+        fragile=bool(fragile),
+        method="verify" if any(o["method"] == "verify" for o in sides.values()) else "surrogate",
+        curve=curve,
     )
 
 

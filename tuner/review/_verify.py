@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState, create_trial
 
 from tuner._errors import MttuneError
@@ -34,7 +36,7 @@ from tuner.review._configs import Codec
 from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
-from tuner.runners import ScriptSpec, outcome_attrs, run_script
+from tuner.runners import ScriptSpec, TrialOutcome, outcome_attrs, run_script
 from tuner.studies import TrialAttr, open_storage
 
 __all__ = ["VerifyOptions", "VerifyResult", "VerifyRun", "verify_study"]
@@ -128,14 +130,19 @@ class VerifyResult:
     review: Review
 
 
-def _plan(
-    estimate: Estimate, codec: Codec, options: VerifyOptions
-) -> list[tuple[str, dict[str, Any], str | None, float | None]]:
+class _Planned(NamedTuple):
+    """One run of a config's plan: a fresh-seed repeat, or a neighbour (``param`` moved)."""
+
+    kind: str
+    params: dict[str, Any]
+    param: str | None
+    delta: float | None
+
+
+def _plan(estimate: Estimate, codec: Codec, options: VerifyOptions) -> list[_Planned]:
     """The runs for one config: repeats, then each numeric parameter's neighbours."""
     params = estimate.group.params
-    plan: list[tuple[str, dict[str, Any], str | None, float | None]] = [
-        ("repeat", dict(params), None, None) for _ in range(options.repeats)
-    ]
+    plan = [_Planned("repeat", dict(params), None, None) for _ in range(options.repeats)]
     if options.perturb > 0:
         for name in codec.names:
             if name not in params or codec.is_categorical(name):
@@ -143,7 +150,7 @@ def _plan(
             for sign in (-1, 1):
                 nb = codec.neighbour(name, params[name], sign * options.perturb)
                 if nb is not None:
-                    plan.append(("perturb", {**params, name: nb[0]}, name, nb[1]))
+                    plan.append(_Planned("perturb", {**params, name: nb[0]}, name, nb[1]))
     return plan
 
 
@@ -169,12 +176,18 @@ def verify_study(
     Raises:
         ReviewError: if the study has no completed trial to verify.
     """
-    log = log or (lambda _line: None)
     # Read-only first: a wrong path or name must not create an empty database.
     if study_name not in {s.name for s in list_studies(location)}:
         read_study(location, study_name)  # raises, listing the studies there are
     storage = open_storage(location)
-    study_id = storage.get_study_id_from_name(study_name)
+    recorder = _Recorder(
+        storage=storage,
+        study_id=storage.get_study_id_from_name(study_name),
+        study_name=study_name,
+        script=script,
+        options=options,
+        log=log or (lambda _line: None),
+    )
     data = read_study(location, study_name, extra_attrs=(TrialAttr.SEED,))
     before = analyse(data, top_k=options.top_k, seed=review_seed)
     targets = before.candidates[: options.top_k]
@@ -184,79 +197,139 @@ def verify_study(
             "verify. Run trials first (mttune run)."
         )
     used = {s for a in data.attrs if (s := TrialAttr.SEED.get(a)) is not None}
-    rng = np.random.default_rng(options.seed)
+    seeds = functools.partial(_fresh_seed, np.random.default_rng(options.seed), used)
     runs: list[VerifyRun] = []
     for rank, est in enumerate(targets, 1):
-        group = est.group
-        of = group.representative(data)
-        row = (group.search_rows or group.rows)[0]
-        base_dists = dict(data.trial_distributions[row])
-        plan = _plan(est, before.codec, options)
-        log(f"config {rank}/{len(targets)}: trial #{of}, {len(plan)} runs")
-        n_repeat = 0
-        for kind, params, name, delta in plan:
-            seed = _fresh_seed(rng, used)
-            tag: dict[str, Any] = {"of": of, "kind": kind}
-            dists = base_dists
-            if kind == "perturb":
-                assert name is not None
-                tag.update(param=name, delta=round(float(delta or 0.0), 6), value=params[name])
-                dists = {**base_dists, name: _holding(params[name], name, data, before.codec)}
-            started = datetime.datetime.now()
-            outcome = run_script(
-                script,
-                params,
-                seed=seed,
-                env={
-                    "MTTUNE_STUDY": study_name,
-                    "MTTUNE_TRIAL_NUMBER": str(storage.get_n_trials(study_id)),
-                    "MTTUNE_VERIFY": kind,
-                },
-                timeout=options.trial_timeout,
-                max_output_bytes=options.max_output_bytes,
-            )
-            attrs = {**outcome_attrs(outcome), TrialAttr.SEED.key: seed, TrialAttr.VERIFY.key: tag}
-            complete = outcome.state == "complete" and outcome.value is not None
-            if not complete:
-                attrs.setdefault(TrialAttr.FAIL_REASON.key, outcome.reason or "no result")
-            trial = create_trial(
-                state=TrialState.COMPLETE if complete else TrialState.FAIL,
-                value=outcome.value if complete else None,
-                params=params,
-                distributions=dists,
-                user_attrs=attrs,
-                intermediate_values={int(s): float(v) for s, v in outcome.intermediate},
-            )
-            trial.datetime_start = started
-            trial_id = storage.create_new_trial(study_id, template_trial=trial)
-            number = storage.get_trial_number_from_id(trial_id)
-            run = VerifyRun(
-                number=number,
-                of=of,
-                kind=kind,
-                param=name,
-                delta=None if delta is None else float(delta),
-                param_value=None if name is None else params[name],
-                seed=seed,
-                state="complete" if complete else "failed",
-                value=outcome.value if complete else None,
-                reason=None if complete else (outcome.reason or "no result"),
-                duration_s=round(outcome.duration, 3),
-            )
-            runs.append(run)
-            if kind == "repeat":
-                n_repeat += 1
-                what = f"repeat {n_repeat}/{options.repeats}"
-            else:
-                what = f"{name} {float(delta or 0.0):+.3g} (= {params[name]!s:.10})"
-            result = f"{run.value:.6g}" if complete else f"FAILED: {run.reason}"
-            log(f"  #{number} {what} of #{of}, seed {seed}: {result} ({outcome.duration:.1f}s)")
+        runs += recorder.verify(est, data, before.codec, seeds, f"config {rank}/{len(targets)}")
     after = review_data(
         read_study(location, study_name),
         top_k=max(options.top_k, 5),
         perturb=options.perturb if options.perturb > 0 else 0.05,
         seed=review_seed,
     )
+    verified, rob = _measured(after, targets, options.perturb)
+    return VerifyResult(runs=runs, verified=verified, robustness=rob, review=after)
+
+
+@dataclasses.dataclass
+class _Recorder:
+    """Runs the verification runs of a study and stores each as a finished trial."""
+
+    storage: BaseStorage
+    study_id: int
+    study_name: str
+    script: ScriptSpec
+    options: VerifyOptions
+    log: Callable[[str], None]
+
+    def verify(
+        self,
+        estimate: Estimate,
+        data: StudyData,
+        codec: Codec,
+        seeds: Callable[[], int],
+        label: str,
+    ) -> list[VerifyRun]:
+        """Every run of one config's plan (repeats, then neighbours), logged as it ends."""
+        group = estimate.group
+        of = group.representative(data)
+        row = (group.search_rows or group.rows)[0]
+        base_dists = dict(data.trial_distributions[row])
+        plan = _plan(estimate, codec, self.options)
+        self.log(f"{label}: trial #{of}, {len(plan)} runs")
+        runs: list[VerifyRun] = []
+        n_repeat = 0
+        for planned in plan:
+            seed = seeds()
+            if planned.kind == "repeat":
+                n_repeat += 1
+                what = f"repeat {n_repeat}/{self.options.repeats}"
+                dists = base_dists
+            else:
+                name = planned.param
+                assert name is not None
+                value = planned.params[name]
+                what = f"{name} {float(planned.delta or 0.0):+.3g} (= {value!s:.10})"
+                dists = {**base_dists, name: _holding(value, name, data, codec)}
+            runs.append(self.run(planned, of, dists, seed, what))
+        return runs
+
+    def run(
+        self, planned: _Planned, of: int, dists: dict[str, BaseDistribution], seed: int, what: str
+    ) -> VerifyRun:
+        """Run one planned config, store it as a trial tagged ``verify``, log one line."""
+        name, delta = planned.param, planned.delta
+        tag: dict[str, Any] = {"of": of, "kind": planned.kind}
+        if name is not None:
+            tag.update(param=name, delta=round(float(delta or 0.0), 6), value=planned.params[name])
+        started = datetime.datetime.now()
+        outcome = run_script(
+            self.script,
+            planned.params,
+            seed=seed,
+            env={
+                "MTTUNE_STUDY": self.study_name,
+                "MTTUNE_TRIAL_NUMBER": str(self.storage.get_n_trials(self.study_id)),
+                "MTTUNE_VERIFY": planned.kind,
+            },
+            timeout=self.options.trial_timeout,
+            max_output_bytes=self.options.max_output_bytes,
+        )
+        complete = _complete(outcome)
+        number = self._store(planned.params, dists, seed, tag, outcome, started)
+        run = VerifyRun(
+            number=number,
+            of=of,
+            kind=planned.kind,
+            param=name,
+            delta=None if delta is None else float(delta),
+            param_value=None if name is None else planned.params[name],
+            seed=seed,
+            state="complete" if complete else "failed",
+            value=outcome.value if complete else None,
+            reason=None if complete else (outcome.reason or "no result"),
+            duration_s=round(outcome.duration, 3),
+        )
+        result = f"{run.value:.6g}" if complete else f"FAILED: {run.reason}"
+        self.log(f"  #{number} {what} of #{of}, seed {seed}: {result} ({outcome.duration:.1f}s)")
+        return run
+
+    def _store(
+        self,
+        params: dict[str, Any],
+        dists: dict[str, BaseDistribution],
+        seed: int,
+        tag: dict[str, Any],
+        outcome: TrialOutcome,
+        started: datetime.datetime,
+    ) -> int:
+        """Add the finished run to the study (COMPLETE, else FAIL); its trial number."""
+        attrs = {**outcome_attrs(outcome), TrialAttr.SEED.key: seed, TrialAttr.VERIFY.key: tag}
+        complete = _complete(outcome)
+        if not complete:
+            attrs.setdefault(TrialAttr.FAIL_REASON.key, outcome.reason or "no result")
+        trial = create_trial(
+            state=TrialState.COMPLETE if complete else TrialState.FAIL,
+            value=outcome.value if complete else None,
+            params=params,
+            distributions=dists,
+            user_attrs=attrs,
+            intermediate_values={int(s): float(v) for s, v in outcome.intermediate},
+        )
+        trial.datetime_start = started
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
+        return self.storage.get_trial_number_from_id(trial_id)
+
+
+def _complete(outcome: TrialOutcome) -> bool:
+    """Whether a run finished with a value (else it is recorded as FAILED)."""
+    return outcome.state == "complete" and outcome.value is not None
+
+
+def _measured(
+    after: Review, targets: list[Estimate], perturb: float
+) -> tuple[list[Estimate], dict[int, Robustness]]:
+    """The verified configs' estimates after the runs, and their measured robustness."""
     verified: list[Estimate] = []
     rob: dict[int, Robustness] = {}
     for est in targets:
@@ -265,8 +338,8 @@ def verify_study(
             continue
         verified.append(found)
         number = found.group.representative(after.analysis.data)
-        rob[number] = robustness(after.analysis, found, options.perturb)
-    return VerifyResult(runs=runs, verified=verified, robustness=rob, review=after)
+        rob[number] = robustness(after.analysis, found, perturb)
+    return verified, rob
 
 
 def _fresh_seed(rng: np.random.Generator, used: set[int]) -> int:

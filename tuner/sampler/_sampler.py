@@ -14,9 +14,9 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
-from threadpoolctl import ThreadpoolController
 
 from tuner._errors import MttuneError
+from tuner._gp import one_blas_thread
 from tuner.prior import MetaPrior, load_prior
 from tuner.sampler import _core
 from tuner.sampler._acquisition import Acquisition, resolve_acquisition
@@ -35,10 +35,6 @@ _logger = logging.getLogger(__name__)
 SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"
 SOURCE_FALLBACK = "fallback"
-
-# The models are small: multi-threaded BLAS only adds overhead, so the sampler's numerics
-# run single-threaded.
-_BLAS = ThreadpoolController()
 
 
 class MetaPriorSampler(BaseSampler):
@@ -426,7 +422,7 @@ class MetaPriorSampler(BaseSampler):
                 cached = state.proposals.get(trial._trial_id)
             if cached is not None and (cached[1] == key or _fits(cached[0], name, mapping)):
                 return cached[0]
-            with _BLAS.limit(limits=1, user_api="blas"):
+            with one_blas_thread():
                 proposal = self._propose(study, trial, decision, state, key, mapping)
             self._set_attr(study, trial, TrialAttr.PRED_MEAN.key, round(proposal.mean, 6))
             self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(proposal.std, 6))
@@ -525,7 +521,7 @@ class MetaPriorSampler(BaseSampler):
                 and len(values) == 1
                 and not study._is_multi_objective()
             ):
-                with _BLAS.limit(limits=1, user_api="blas"):
+                with one_blas_thread():
                     self._record_evidence(study, trial, float(values[0]), cache)
         finally:
             with self._lock:

@@ -86,25 +86,26 @@ class Encoder:
         """Encode one config (inactive or missing conditional params get the neutral value)."""
         return self.encode_many([config])[0]
 
-    def encode_many(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def encode_many(
+        self, configs: Sequence[Mapping[str, Any]], *, partial: bool = False
+    ) -> np.ndarray:
         """Encode configs into an ``(n, D)`` float64 array.
 
+        Args:
+            configs: The configs.
+            partial: Encode an active parameter that a config lacks, or whose value is not
+                in its distribution, as an inactive one instead of raising (the trials of a
+                define-by-run study need not share their parameters or their values' ranges).
+
         Raises:
-            ValueError: if an active parameter is missing or a value is outside the space.
+            ValueError: if an active parameter is missing or a value is outside the space
+                (unless ``partial``).
         """
         out = np.empty((len(configs), self.dim), dtype=np.float64)
         for i, config in enumerate(configs):
             active = set(self.space.active_params(config))
             for b in self._blocks:
-                cols = slice(b.start, b.start + b.width)
-                if b.name not in active:
-                    out[i, cols] = (
-                        0.0 if isinstance(b.dist, CategoricalDistribution) else _INACTIVE
-                    )
-                    continue
-                if b.name not in config:
-                    raise ValueError(f"config {dict(config)!r} lacks active parameter '{b.name}'")
-                out[i, cols] = _encode_value(b.dist, config[b.name], b.name)
+                out[i, b.start : b.start + b.width] = _encode_block(b, config, active, partial)
         return out
 
     # ------------------------------------------------------------------ decode
@@ -251,6 +252,25 @@ def _decimals(x: float) -> int:
     """Decimal places of ``x`` as written (``0.0001`` -> 4, ``1000.0`` -> 0, ``1e-05`` -> 5)."""
     exponent = decimal.Decimal(repr(float(x))).as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _encode_block(
+    b: _Block, config: Mapping[str, Any], active: set[str], partial: bool
+) -> np.ndarray | float:
+    """The encoding of one parameter of ``config`` (see :meth:`Encoder.encode_many`)."""
+    neutral = 0.0 if isinstance(b.dist, CategoricalDistribution) else _INACTIVE
+    if b.name not in active:
+        return neutral
+    if b.name not in config:
+        if partial:
+            return neutral
+        raise ValueError(f"config {dict(config)!r} lacks active parameter '{b.name}'")
+    try:
+        return _encode_value(b.dist, config[b.name], b.name)
+    except ValueError:
+        if partial:
+            return neutral
+        raise
 
 
 def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray | float:
