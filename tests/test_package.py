@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 import subprocess
 import sys
 
@@ -33,6 +34,34 @@ def test_stages_import_only_earlier_stages():
                     if parts[0] == "tuner" and len(parts) > 1 and parts[1] in STAGES:
                         later = STAGES.index(parts[1])
                         assert later <= i, f"{path} imports later stage {node.module}"
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_of_the_package_imports_another_in_a_cycle():
+    """Modules form a DAG, counting imports inside functions too (a lazy import is still a cycle
+    a reader must untangle); a package's ``__init__`` re-exporting its own children is fine."""
+    paths = list((REPO / "tuner").rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        name = _module_name(path)
+        deps = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for target in targets:
+                own_child = path.name == "__init__.py" and target.startswith(name + ".")
+                if target in modules and target != name and not own_child:
+                    deps.add(target)
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
 
 
 def test_the_cli_answers_help_without_torch_or_optuna():

@@ -16,8 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from tuner._errors import MttuneError
-
-__version__ = "0.1.0"
+from tuner._version import __version__
 
 _EXPORTS = {
     "Encoder": "tuner.space",

@@ -97,7 +97,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from tuner import __version__
+    from tuner._version import __version__
 
     parser.add_argument("--version", action="version", version=f"mttune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -291,7 +291,7 @@ def _calibrated_prior(
 
 
 def _mttune_version() -> str:
-    from tuner import __version__
+    from tuner._version import __version__
 
     return __version__
 
