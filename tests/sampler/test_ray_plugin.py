@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tuner.runners import RayOptions, ray_cluster
 from tuner.sampler import MetaPriorSampler
 from tuner.studies import TrialAttr
@@ -49,3 +51,42 @@ def test_optuna_search_with_meta_prior_sampler(xy_prior):
     assert trials[0].value < 0.05, trials[0].params
     driven = [t.value for t, src in zip(trials, sources, strict=True) if src != "fallback"]
     assert statistics.median(driven) < 0.1, [(t.value, t.user_attrs) for t in trials]
+
+
+def test_ray_randint_and_lograndint_bounds_adapt_the_prior():
+    """Ray's ``randint(1, 4)`` / ``lograndint(8, 257)`` have exclusive upper bounds, so the
+    distributions OptunaSearch asks never equal the prior's 1..3 and 8..256: the sampler maps
+    them onto the prior's features and adapts (it used to stay zero-shot for every trial)."""
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.prior import load_prior
+    from tuner.studies import StudyAttr
+
+    def trainable(config):
+        loss = (math.log10(config["lr"]) + 2.2) ** 2 + 0.05 * config["n_layers"]
+        tune.report({"loss": loss + 0.02 * abs(math.log2(config["hidden"]) - 6)})
+
+    space = {
+        "lr": tune.loguniform(1e-4, 0.1),
+        "n_layers": tune.randint(1, 5),
+        "hidden": tune.lograndint(8, 257),
+    }
+    prior = load_prior(REPO / "studies" / "mlp.prior.safetensors")
+    search = OptunaSearch(sampler=MetaPriorSampler(prior, seed=0), metric="loss", mode="min")
+    temp_dir = Path(tempfile.mkdtemp(prefix="mtp-", dir="/tmp"))
+    with ray_cluster(RayOptions(workers=1, temp_dir=str(temp_dir))):
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(search_alg=search, num_samples=10),
+            run_config=tune.RunConfig(verbose=0, storage_path=str(temp_dir / "results")),
+        )
+        tuner.fit()
+    study = search._ot_study
+    sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
+    assert sources[0] == "prior" and "adapted-prior" in sources, sources
+    assert sum(TrialAttr.CONCORDANCE.key in t.user_attrs for t in study.trials) >= 5
+    coverage = study.user_attrs[StudyAttr.COVERAGE.key]
+    assert coverage["covered"] == ["lr", "n_layers", "hidden"] and coverage["fallback"] == {}
+    assert study.trials[0].distributions["hidden"].high == 256
