@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import BUDGETS, regret_curves
-from benchmarks.transfer import REPO, build_past_studies, meta_train, reference, split_tasks
+from benchmarks.transfer import (
+    REPO,
+    build_past_studies,
+    meta_train,
+    persist_studies,
+    reference,
+    split_tasks,
+)
 
 METHODS = ("tpe", "portfolio", "mttune-same", "mttune-het")
 TARGETS = ("full", "perturbed")
@@ -62,6 +69,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--test-tasks", type=int, default=10)
     p.add_argument("--train-tasks", type=int, default=100)
     p.add_argument("--train-trials", type=int, default=100)
+    p.add_argument(
+        "--train-sampler", default="tpe", choices=("tpe", "random"), help="of both histories"
+    )
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--split-seed", type=int, default=0)
@@ -147,25 +157,22 @@ def target_space(space, task_index: int, target: str):
 
 
 # ---------------------------------------------------------------------- the two histories
-def build_heterogeneous_studies(suite, tasks: Sequence[str], db: Path, n_trials: int) -> None:
-    """One plain Optuna TPE study per task, each on its own perturbed space (resumable)."""
+def build_heterogeneous_studies(
+    suite, tasks: Sequence[str], db: Path, n_trials: int, sampler: str
+) -> None:
+    """One plain Optuna study per task, each on its own perturbed space (resumable)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
-    for i, task in enumerate(tasks):
+    def run(i: int, task: str, study) -> None:
         space, fixed = history_space(suite.space, i)
-        study = optuna.create_study(
-            study_name=f"task-{task}",
-            storage=storage,
-            load_if_exists=True,
-            direction=suite.space.objective.direction,
-            sampler=optuna.samplers.TPESampler(seed=i),
-        )
-        for _ in range(n_trials - len(study.trials)):
+        for _ in range(n_trials):
             trial = study.ask()
             cfg = with_fixed(suite.space, space.suggest(trial), fixed)
             study.tell(trial, float(suite.evaluate(task, [cfg])[0]))
+
+    direction = suite.space.objective.direction
+    kind = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
+    persist_studies(db, tasks, direction, lambda i: kind(seed=i), run)
 
 
 def meta_train_inferred(db: Path, out: Path) -> float:
@@ -314,7 +321,8 @@ def write_report(path: Path, suite, runs, refs, info: dict[str, Any]) -> None:
     }
     lines = [f"# Heterogeneous history: {suite.name}", ""]
     lines += [
-        f"{info['n_train']} meta-training tasks ({info['train_trials']} TPE trials each), "
+        f"{info['n_train']} meta-training tasks ({info['train_trials']} {info['train_sampler']} "
+        "trials each), "
         f"{info['n_test']} held out, {info['seeds']} seeds; meta-train "
         f"{info['same_s']:.0f} s (same space, with --space) and {info['het_s']:.0f} s "
         "(heterogeneous, space inferred). Normalised regret, mean ± standard error.",
@@ -338,9 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     test, train = split_tasks(suite.tasks, args.test_tasks, args.train_tasks, args.split_seed)
     (raw / "space.yaml").write_text(suite.space.to_yaml())
     t0 = time.monotonic()
-    build_past_studies(suite, train, raw / "past_studies.db", args.train_trials, "tpe")
+    build_past_studies(
+        suite, train, raw / "past_studies.db", args.train_trials, args.train_sampler
+    )
     het_db = raw / "past_studies_heterogeneous.db"
-    build_heterogeneous_studies(suite, train, het_db, args.train_trials)
+    build_heterogeneous_studies(suite, train, het_db, args.train_trials, args.train_sampler)
     print(f"past studies ready ({time.monotonic() - t0:.0f}s)", flush=True)
     same_s = meta_train(
         raw / "space.yaml", raw / "past_studies.db", raw / "prior.safetensors", "", False

@@ -83,30 +83,45 @@ def split_tasks(
 
 def build_past_studies(suite, tasks: Sequence[str], db: Path, n_trials: int, sampler: str) -> None:
     """One ordinary Optuna study per meta-training task (resumable: done studies are kept)."""
+    space = suite.space
+
+    def make(i: int):
+        import optuna
+
+        return (
+            optuna.samplers.TPESampler(seed=i)
+            if sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=i)
+        )
+
+    def run(i: int, task: str, study) -> None:
+        for _ in range(n_trials):
+            trial = study.ask()
+            study.tell(trial, float(suite.evaluate(task, [space.suggest(trial)])[0]))
+
+    persist_studies(db, tasks, space.objective.direction, make, run)
+
+
+def persist_studies(db: Path, tasks: Sequence[str], direction: str, make_sampler, run) -> None:
+    """Run each task's study in memory (``run(i, task, study)``) and store it in SQLite.
+
+    An in-memory study asks as fast as Optuna can; the finished trials are then added to the
+    ``task-<id>`` study in ``db`` in one go. Studies already in ``db`` are kept (resumable).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
-    space = suite.space
+    have = {s.study_name for s in storage.get_all_studies()}
     for i, task in enumerate(tasks):
-        study = optuna.create_study(
-            study_name=f"task-{task}",
-            storage=storage,
-            load_if_exists=True,
-            direction=space.objective.direction,
-            sampler=(
-                optuna.samplers.TPESampler(seed=i)
-                if sampler == "tpe"
-                else optuna.samplers.RandomSampler(seed=i)
-            ),
-        )
-        missing = n_trials - len(study.trials)
-        if missing <= 0:
+        if f"task-{task}" in have:
             continue
-        for _ in range(missing):
-            trial = study.ask()
-            cfg = space.suggest(trial)
-            study.tell(trial, float(suite.evaluate(task, [cfg])[0]))
+        study = optuna.create_study(direction=direction, sampler=make_sampler(i))
+        run(i, task, study)
+        stored = optuna.create_study(
+            study_name=f"task-{task}", storage=storage, direction=direction
+        )
+        stored.add_trials(study.trials)
         print(f"  past study {i + 1}/{len(tasks)}: task {task}", flush=True)
 
 
