@@ -201,7 +201,7 @@ def _init_worker(suite_spec: str, data: str | None, raw: str, tasks: list[str]) 
     from tuner.prior import load_prior
 
     suite = load_suite(suite_spec, data)
-    past = build_metadataset([str(Path(raw) / "past_studies.db")], suite.space)
+    past = build_metadataset([str(Path(raw) / "past_studies.log")], suite.space)
     _WORKER.update(
         suite=suite,
         tasks=tasks,
@@ -347,13 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     (raw / "space.yaml").write_text(suite.space.to_yaml())
     t0 = time.monotonic()
     build_past_studies(
-        suite, train, raw / "past_studies.db", args.train_trials, args.train_sampler
+        suite, train, raw / "past_studies.log", args.train_trials, args.train_sampler
     )
-    het_db = raw / "past_studies_heterogeneous.db"
+    het_db = raw / "past_studies_heterogeneous.log"
     build_heterogeneous_studies(suite, train, het_db, args.train_trials, args.train_sampler)
     print(f"past studies ready ({time.monotonic() - t0:.0f}s)", flush=True)
     same_s = meta_train(
-        raw / "space.yaml", raw / "past_studies.db", raw / "prior.safetensors", "", False
+        raw / "space.yaml", raw / "past_studies.log", raw / "prior.safetensors", "", False
     )
     het_s = meta_train_inferred(het_db, raw / "prior-heterogeneous.safetensors")
     print(f"meta-train: {same_s:.0f}s same space, {het_s:.0f}s heterogeneous", flush=True)
