@@ -192,9 +192,28 @@ def _step_of(record: Mapping[str, Any]) -> Any:
 
 
 def _as_float(value: Any) -> float | None:
+    """A reported number as a float (an int too big for one is +-inf); ``None`` if no number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+# steps are stored as 64-bit signed integers (SQLite's INTEGER)
+_MAX_STEP = 2**63 - 1
+
+
+def _bad_step(step: int | float) -> str | None:
+    """Why a numeric step cannot be stored (not finite, beyond 64 bits), else ``None``."""
+    if isinstance(step, float) and not math.isfinite(step):
+        return f"step {step} of an intermediate report is not a number"
+    if abs(int(step)) > _MAX_STEP:
+        text = str(step)
+        text = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+        return f"step {text} of an intermediate report is beyond 64-bit integers"
+    return None
 
 
 class _Run:
@@ -269,6 +288,10 @@ class _Run:
         value = _as_float(_objective_of(record, self.spec.objective))
         if isinstance(step, bool) or not isinstance(step, int | float) or value is None:
             return  # an intermediate line without a usable value: ignore it, keep going
+        bad = _bad_step(step)
+        if bad is not None:
+            self.stop("failed", f"{bad}; report steps as whole numbers like 0, 1, 2")
+            return
         if not math.isfinite(value):
             self.stop("failed", f"intermediate value at step {step} is {value}")
             return
