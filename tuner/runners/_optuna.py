@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.runners._core import RunBook, RunOptions, RunSummary, running, start_trial, trial_env
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
+from tuner.runners._signals import on_stop_signals
 from tuner.runners._study import count_trials, outcome_attrs, runner_attr
 from tuner.space import SearchSpace
 from tuner.studies import TrialAttr
@@ -202,22 +202,14 @@ def _still_to_run(study: optuna.Study, options: RunOptions) -> int | None:
 
 
 def _install_stop_handlers(stop_event: threading.Event) -> Callable[[], None]:
-    """On SIGINT/SIGTERM: tell every trial thread to stop now, then interrupt the main thread.
+    """On a stop signal: tell every trial thread to stop now, then interrupt the main thread.
 
     Trials run in their own process sessions, so a terminal Ctrl-C reaches only this process;
     the event makes the worker threads kill their scripts at once instead of finishing them.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
 
     def handler(signum: int, frame: Any) -> None:
         stop_event.set()
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
+    return on_stop_signals(handler)
