@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -22,7 +23,10 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SCRIPTS
+from tests.reliability._limits import limit_file_size
+from tuner.runners import count_trials
+from tuner.studies import TrialAttr
 
 SPACE = REPO / "tests" / "spaces" / "s1.yaml"
 
@@ -77,16 +81,8 @@ def test_a_torn_last_line_is_healed_by_the_next_run(folder):
     assert _mttune(folder, "review", "jd.log", "--study", "s1").returncode == 0
 
 
-def _limit_file_size(limit: int):
-    def preexec() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return preexec
-
-
 def test_a_full_disk_mid_run_is_a_clear_error_and_the_journal_resumes(folder):
-    proc = _run(folder, 16, preexec=_limit_file_size(12 * 1024))
+    proc = _run(folder, 16, preexec=limit_file_size(12 * 1024))
     assert proc.returncode == 1
     assert "disk" in proc.stderr.lower() and "Traceback" not in proc.stderr, proc.stderr
     kept = _states(_optuna_trials(folder / "jd.log")).count(TrialState.COMPLETE)
@@ -113,3 +109,47 @@ def test_a_line_appended_onto_a_torn_one_keeps_the_study_readable(folder):
     assert "line" in review.stderr and "cut off" in review.stderr
     proc = _run(folder, 6)
     assert proc.returncode == 0, proc.stderr
+
+
+SLEEPY = (SCRIPTS / "pid_sleeper.py").read_text()
+
+
+def _can_unshare_uts() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_uts(), reason="needs root and unshare --uts")
+def test_trials_of_a_runner_killed_on_another_host_are_recovered(folder):
+    """Another host: a runner in its own UTS namespace (its own host name), killed -9."""
+    (folder / "sleepy.py").write_text(SLEEPY)
+    pid_file = folder / "script.pid"
+    run = f"{sys.executable} -m tuner run sleepy.py --space {SPACE} --storage jd.log"
+    other = subprocess.Popen(
+        ["unshare", "--uts", "sh", "-c", f"hostname other-host && exec {run} --heartbeat 1"],
+        cwd=folder,
+        env={**os.environ, "PID_FILE": str(pid_file)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert other.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    other.kill()  # the runner dies on its host; its script with it
+    other.wait()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    (running,) = _optuna_trials(folder / "jd.log")
+    assert running.state == TrialState.RUNNING
+    time.sleep(8)  # its heartbeat's grace period (2 * 1 + 5 s) passes
+    proc = _mttune(
+        folder, "run", "f.py", "--space", str(SPACE), "--storage", "jd.log",
+        "--n-trials", "2", "--heartbeat", "1", "--progress", "none",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = _optuna_trials(folder / "jd.log")
+    assert TrialState.RUNNING not in _states(trials)
+    assert trials[0].state == TrialState.FAIL and count_trials(trials).interrupted == 1
+    assert any(TrialAttr.RETRY_OF.get(t.user_attrs) == 0 for t in trials)  # re-run
+    assert _states(trials).count(TrialState.COMPLETE) == 2

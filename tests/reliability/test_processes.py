@@ -18,20 +18,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SCRIPTS
 from tuner.studies import TrialAttr
 
 SPACE = (REPO / "tests" / "spaces" / "s1.yaml").read_text()
 
-SLEEPY = """\
-import os, time
-
-def train(params, report):
-    with open(os.environ["PID_FILE"], "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(120)
-    return params["x"] ** 2
-"""
+SLEEPY = (SCRIPTS / "pid_sleeper.py").read_text()
 
 
 def _alive(pid: int) -> bool:

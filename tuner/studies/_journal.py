@@ -1,4 +1,4 @@
-"""Journal-file storages that survive a cut-off write.
+"""Journal-file storages that survive a cut-off write and keep heartbeats.
 
 Optuna's :class:`~optuna.storages.journal.JournalFileBackend` appends one JSON operation a
 line. A writer that stops in the middle of a line (disk full, a file-size limit, a kill)
@@ -9,21 +9,36 @@ the merged line then makes every later read fail, which loses the whole study. H
   that only lacks its newline gets it, a cut-off one is removed, and either is logged;
 * while reading, a line that is not an operation (a torn tail that an older writer appended
   onto) is skipped, keeping the operation appended onto it: finished trials stay readable.
+
+:class:`HeartbeatJournalStorage` gives journal studies the trial heartbeat Optuna gives only
+to its RDB storages, so that a runner killed on another host has its RUNNING trials
+recovered as it has with SQLite. The heartbeat is a trial system attribute
+(:data:`~tuner.studies.TrialAttr.HEARTBEAT_KEY`, the writer's wall clock): hosts that share a
+journal must have clocks that agree to well within the grace period.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import logging
 import os
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from typing import Any
 
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SafeJournalFileBackend"]
+from tuner.studies._attrs import TrialAttr
+
+__all__ = ["HeartbeatJournalStorage", "SafeJournalFileBackend"]
 
 _log = logging.getLogger(__name__)
 
@@ -130,3 +145,55 @@ def _parse_op(line: bytes) -> dict[str, Any] | None:
     if not isinstance(op, dict) or not isinstance(op.get("op_code"), int):
         return None
     return op
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """A journal storage with trial heartbeats, as Optuna's RDB storages have.
+
+    Args:
+        backend: The journal.
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds without a heartbeat after which a RUNNING trial is stale.
+        stale_trial_callback: Called by Optuna with each stale trial it fails.
+    """
+
+    def __init__(
+        self,
+        backend: SafeJournalFileBackend,
+        *,
+        heartbeat_interval: int,
+        grace_period: int,
+        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    ) -> None:
+        super().__init__(backend)
+        self._heartbeat_interval = heartbeat_interval
+        self._grace_period = grace_period
+        self._stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Note that the trial's runner is alive (nothing once the trial has finished)."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, TrialAttr.HEARTBEAT_KEY, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """RUNNING trials whose last heartbeat (or start) is older than the grace period."""
+        now = time.time()
+        stale = []
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = t.system_attrs.get(TrialAttr.HEARTBEAT_KEY)
+            if not isinstance(beat, int | float):
+                start = t.datetime_start or datetime.datetime.now()
+                beat = start.timestamp()
+            if now - beat > self._grace_period:
+                stale.append(t._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        """Seconds between heartbeats."""
+        return self._heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        """What Optuna calls with each stale trial it failed."""
+        return self._stale_trial_callback

@@ -27,7 +27,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
 from tuner._errors import MttuneError
-from tuner.studies._journal import SafeJournalFileBackend
+from tuner.studies._journal import HeartbeatJournalStorage, SafeJournalFileBackend
 
 __all__ = [
     "DEFAULT_STUDIES_DIR",
@@ -113,7 +113,8 @@ def open_storage(
     """
     url = normalize_url(location)
     if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
-        return _open_journal(Path(url), read_only=read_only)
+        heartbeat = None if read_only else (heartbeat_interval, grace_period)
+        return _open_journal(Path(url), heartbeat=heartbeat, callback=stale_trial_callback)
     db = sqlite_path(url)
     if db is not None:
         return _open_sqlite(
@@ -310,9 +311,15 @@ def _open_upgraded_copy(db: Path) -> BaseStorage:
         ) from None
 
 
-def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
+def _open_journal(
+    path: Path, *, heartbeat: tuple[int | None, int | None] | None, callback=None
+) -> BaseStorage:
+    """A journal file: read-only through a private copy (``heartbeat=None``), else in place.
+
+    Written in place with heartbeats when ``heartbeat`` gives their interval.
+    """
     given = path
-    if read_only:
+    if heartbeat is None:
         if not path.is_file():
             raise StorageError(f"{path}: no such journal file.")
         _sniff_journal(path)
@@ -321,7 +328,16 @@ def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
         shutil.copy2(path, copy)
         path = copy
     try:
-        return JournalStorage(SafeJournalFileBackend(str(path)))
+        backend = SafeJournalFileBackend(str(path))
+        interval, grace = heartbeat or (None, None)
+        if interval is None:
+            return JournalStorage(backend)
+        return HeartbeatJournalStorage(
+            backend,
+            heartbeat_interval=interval,
+            grace_period=grace or 2 * interval + 5,
+            stale_trial_callback=callback,
+        )
     except Exception as e:
         raise StorageError(f"{given}: not a readable Optuna journal: {_first_line(e)}") from None
 
