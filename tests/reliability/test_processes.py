@@ -8,6 +8,7 @@ orphaned) and a trial is never left RUNNING.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,3 +106,62 @@ def test_verify_stops_on_a_signal_and_kills_its_script(study_files, sig):
     _assert_gone(pid)
     trials = optuna.load_study(study_name="s1", storage=f"sqlite:///{tmp_path}/s.db").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # the stopped run: not kept
+
+
+def _can_unshare_pid() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "--pid", "--fork", "--mount-proc", "true"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_pid(), reason="needs root and unshare --pid")
+def test_a_live_runner_in_another_pid_namespace_is_not_taken_for_dead(study_files):
+    """A container with the same host name: its runner's PID means nothing here."""
+    tmp_path = study_files
+    bump = "for i in $(seq 300); do true & done; wait; "  # a PID that this namespace lacks
+    run = (
+        f"{sys.executable} -m tuner run sleepy.py --space space1.yaml --storage s.db "
+        "--n-trials 1 --heartbeat 1 --progress none"
+    )
+    contained = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", bump + run],
+        cwd=tmp_path,
+        env={**os.environ, "PID_FILE": str(tmp_path / "script.pid"), "SLEEP_S": "30"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = tmp_path / "script.pid"
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert contained.poll() is None and time.monotonic() < deadline, contained.stderr
+        time.sleep(0.1)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    (trial,) = optuna.load_study(study_name="s1", storage=storage).trials
+    if _alive(TrialAttr.RUNNER.get(trial.user_attrs)["pid"]):
+        pytest.skip("the contained runner's PID exists here too")
+    here = subprocess.run(
+        [sys.executable, "-m", "tuner", "run", "f.py", "--space", "space1.yaml", "--storage",
+         "s.db", "--n-trials", "3", "--heartbeat", "1", "--progress", "none"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    assert contained.wait(timeout=120) == 0, contained.stderr.read()
+    trials = optuna.load_study(study_name="s1", storage=storage).trials
+    assert trials[0].state == TrialState.COMPLETE  # not failed as dead, so not run twice
+    assert not any(TrialAttr.RETRY_OF.has(t.user_attrs) for t in trials)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+
+
+def test_a_runner_is_dead_only_when_its_process_is_known_gone():
+    from tuner.runners._liveness import runner_attr, runner_state
+
+    me = runner_attr()
+    assert runner_state(me) == "alive"
+    parent = {**me, "pid": os.getppid(), "start": 0}
+    assert runner_state(parent) == "dead"  # that PID is another process now (start differs)
+    assert runner_state({**me, "pid": 2**22 + 12345}) == "dead"  # no such process
+    assert runner_state({**me, "pidns": "pid:[1]"}) == "unknown"  # another container
+    assert runner_state({**me, "boot": "another-machine"}) == "unknown"
+    assert runner_state({"host": me["host"], "pid": 2**22 + 12345}) == "unknown"  # older tag

@@ -12,10 +12,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.runners._core import RunBook, RunOptions, RunSummary, running, start_trial, trial_env
+from tuner.runners._liveness import runner_attr
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
 from tuner.runners._signals import on_stop_signals
-from tuner.runners._study import count_trials, outcome_attrs, runner_attr
+from tuner.runners._study import count_trials, outcome_attrs
 from tuner.space import SearchSpace
 from tuner.studies import TrialAttr
 
