@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import optuna
@@ -125,3 +126,59 @@ def test_verify_records_a_big_number_as_a_failed_run(tmp_path, capsys):
     runs = [t for t in trials if TrialAttr.VERIFY.has(t.user_attrs)]
     assert runs and all(t.state == TrialState.FAIL for t in runs)
     assert all("is inf" in TrialAttr.FAIL_REASON.get(t.user_attrs) for t in runs)
+
+
+def _steps_script(tmp_path: Path, n: int) -> ScriptSpec:
+    script = tmp_path / "steps.py"
+    script.write_text(
+        f"for s in range({n}):\n"
+        '    print(\'{"step": %d, "value": %g}\' % (s, 1.0 / (s + 1)))\n'
+        "print('{\"value\": 0.25}')\n"
+    )
+    return ScriptSpec.detect(str(script), objective="value")
+
+
+def test_thousands_of_reports_cost_the_runner_little_each(tmp_path):
+    """A report costs a storage write and a pruner's look at the study (here 20 ms): a
+    script that reports 3000 steps in a burst must not wait 3000 of them."""
+    calls: list[int] = []
+
+    def slow_storage(step: int, value: float) -> bool:
+        calls.append(step)
+        time.sleep(0.02)
+        return False
+
+    outcome = run_script(_steps_script(tmp_path, 3000), {}, on_report=slow_storage)
+    assert outcome.state == "complete" and outcome.value == 0.25
+    assert 20 <= len(calls) <= 300, len(calls)
+    assert outcome.intermediate[-1] == (2999, float("%g" % (1.0 / 3000)))  # the last is kept
+    assert [s for s, _ in outcome.intermediate] == sorted({s for s, _ in outcome.intermediate})
+
+
+def test_the_trial_timeout_measures_the_script_not_the_reading_of_its_output(tmp_path):
+    """The script prints 15 reports and exits at once; recording them takes 4.5 s here."""
+
+    def slow_storage(step: int, value: float) -> bool:
+        time.sleep(0.3)
+        return False
+
+    outcome = run_script(_steps_script(tmp_path, 15), {}, timeout=2, on_report=slow_storage)
+    assert outcome.state == "complete", outcome.reason
+    assert len(outcome.intermediate) == 15
+
+
+def test_run_records_a_script_of_many_reports_within_its_trial_timeout(tmp_path):
+    (tmp_path / "space1.yaml").write_text(SPACE)
+    script = tmp_path / "many.py"
+    script.write_text(
+        "def train(params, report):\n"
+        "    for s in range(1500):\n"
+        "        report(s, params['x'] ** 2 + 1.0 / (s + 1))\n"
+        "    return params['x'] ** 2\n"
+    )
+    db = tmp_path / "s.db"
+    args = ["run", str(script), "--space", str(tmp_path / "space1.yaml"), "--storage", str(db)]
+    assert main([*args, "--n-trials", "2", "--trial-timeout", "10", "--progress", "none"]) == 0
+    trials = optuna.load_study(study_name="s1", storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(max(t.intermediate_values) == 1499 for t in trials)  # the last report

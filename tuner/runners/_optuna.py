@@ -131,6 +131,7 @@ class _OptunaRun:
             trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run is stopping")
         params, seed = start_trial(trial, self._space, self._options)
+        reported: set[int] = set()
         try:
             outcome = run_script(
                 self._script,
@@ -138,7 +139,7 @@ class _OptunaRun:
                 seed=seed,
                 env=trial_env(self._study.study_name, trial.number),
                 timeout=self._options.trial_timeout,
-                on_report=functools.partial(_report, trial),
+                on_report=functools.partial(_report, trial, reported),
                 max_output_bytes=self._options.max_output_bytes,
                 cancel=self._stop,
             )
@@ -149,6 +150,8 @@ class _OptunaRun:
             # killed by the stop (a script that finished just before it keeps its result)
             trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run was stopped")
+        if outcome.intermediate and outcome.intermediate[-1][0] not in reported:
+            _report(trial, reported, *outcome.intermediate[-1])  # the last, if thinned out
         self._record(trial, outcome, seed)
         if outcome.state == "complete":
             assert outcome.value is not None
@@ -182,10 +185,11 @@ class _OptunaRun:
                 study.stop()
 
 
-def _report(trial: optuna.Trial, step: int, value: float) -> bool:
+def _report(trial: optuna.Trial, reported: set[int], step: int, value: float) -> bool:
     """Record an intermediate value of the script; whether the pruner stops the trial."""
-    if step < 0:
+    if step < 0 or step in reported:
         return False
+    reported.add(step)
     try:
         trial.report(value, step)
     except optuna.exceptions.UpdateFinishedTrialError:
