@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO, SCRIPTS
+from tests.reliability._limits import limit_file_size
 
 QUAD = [str(SCRIPTS / "quad.py"), "--space", str(REPO / "tests" / "spaces" / "quad.yaml")]
 
@@ -133,14 +132,6 @@ def test_read_only_database_is_a_clear_error(tmp_path):
     assert db.read_bytes() == before
 
 
-def _limit_file_size(limit: int):
-    def preexec() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return preexec
-
-
 def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path):
     """A file-size limit makes SQLite hit "disk full" mid-run, as a full disk does."""
     assert (
@@ -158,7 +149,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(tmp_path):
         "400",
         "--progress",
         "none",
-        preexec=_limit_file_size(size + 8192),
+        preexec=limit_file_size(size + 8192),
         cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr

@@ -6,7 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuner.runners._study import fail_dead_local_trials, fail_orphaned_trials, runner_attr
+from tuner.runners._liveness import runner_attr
+from tuner.runners._study import fail_dead_local_trials, fail_orphaned_trials
 from tuner.studies import TrialAttr, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -18,6 +18,7 @@ from tuner.prior import (
     MAMLConfig,
     MetaPrior,
     ModelConfig,
+    check_prior_target,
     load_prior,
     meta_train,
     resolve_device,
@@ -118,6 +119,7 @@ def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
     console = make_console(stderr=True)
     model, maml = _settings(args)  # settings first: no waiting for the studies to hear of a typo
+    check_prior_target(args.output)  # and where the prior goes: never onto an input
     space = load_space(args.space) if args.space else None
     dataset = build_metadataset(
         args.sources, space, studies=args.studies, min_trials=args.min_trials

@@ -4,6 +4,7 @@ from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._file import (
     FORMAT,
     PriorFileError,
+    check_prior_target,
     load_prior,
     save_prior,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "PriorFileError",
+    "check_prior_target",
     "diverse_top",
     "load_prior",
     "meta_train",

@@ -25,6 +25,8 @@ import dataclasses
 import json
 import math
 import os
+import stat
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from tuner.prior._maml import surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import FeatureSpace, SearchSpace, SpaceError
 
-__all__ = ["FORMAT", "PriorFileError", "load_prior", "save_prior"]
+__all__ = ["FORMAT", "PriorFileError", "check_prior_target", "load_prior", "save_prior"]
 
 FORMAT = "mttune-prior/2"
 _FORMAT_1 = "mttune-prior/1"
@@ -72,15 +74,77 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
     for name, value in prior.log_lrs.items():
         tensors[f"log_lr.{name}"] = value.contiguous()
     tensors["portfolio"] = torch.as_tensor(prior.portfolio, dtype=torch.float32).contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    target = check_prior_target(path)
     # written with open(), not safetensors' save_file (0600): a prior is meant to be shared,
     # so it gets the permissions the umask gives any new file
     blob = save(tensors, metadata={"mttune": json.dumps(meta, allow_nan=False)})
-    with open(tmp, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
+    _write_atomically(target, blob)
     return path
+
+
+def check_prior_target(path: str | os.PathLike[str]) -> Path:
+    """Where a prior for ``path`` may be written: the real path of a new file or a prior.
+
+    A prior replaces only a prior: a folder, a device, a pipe, or a file that is not a prior
+    (the search space, a study database, a script) is refused, so that ``-o`` can never
+    destroy an input. Call it before the training, which then cannot be lost to a bad path.
+
+    Raises:
+        PriorFileError: naming the path and what is there.
+    """
+    if not str(path).strip():
+        raise PriorFileError("the prior's path is empty; give a file such as prior.safetensors.")
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        if target.parent.exists() and not target.parent.is_dir():
+            raise PriorFileError(f"{path}: {target.parent} is not a folder.") from None
+        return target
+    except OSError as e:
+        raise PriorFileError(f"{path}: cannot write a prior there: {e.strerror}.") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or a pipe?)"
+        raise PriorFileError(f"{path}: is {what}; give the path of a prior file to write.")
+    if target.stat().st_size and not _has_prior_header(target):
+        raise PriorFileError(
+            f"{path}: exists and is not an mttune prior (a search space, a study, a "
+            "script?); a prior replaces only a prior. Choose another path or remove the file."
+        )
+    return target
+
+
+def _has_prior_header(path: Path) -> bool:
+    """Whether ``path`` starts like a prior: a safetensors header with mttune metadata."""
+    try:
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 2 <= length <= _MAX_FILE_BYTES:
+                return False
+            header = json.loads(f.read(length))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(header, dict) and "mttune" in (header.get("__metadata__") or {})
+
+
+def _write_atomically(target: Path, blob: bytes) -> None:
+    """Write ``blob`` to a new file beside ``target``, then rename it onto ``target``."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise PriorFileError(f"{target}: cannot write the prior: {e.strerror}.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PriorFileError(f"{target}: cannot write the prior: {e.strerror}.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_prior(path: str | os.PathLike[str]) -> MetaPrior:

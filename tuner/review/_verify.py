@@ -36,7 +36,7 @@ from tuner.review._configs import Codec
 from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
-from tuner.runners import ScriptSpec, TrialOutcome, outcome_attrs, run_script
+from tuner.runners import ScriptSpec, TrialOutcome, on_stop_signals, outcome_attrs, run_script
 from tuner.studies import TrialAttr, open_storage
 
 __all__ = ["VerifyOptions", "VerifyResult", "VerifyRun", "verify_study"]
@@ -199,8 +199,14 @@ def verify_study(
     used = {s for a in data.attrs if (s := TrialAttr.SEED.get(a)) is not None}
     seeds = functools.partial(_fresh_seed, np.random.default_rng(options.seed), used)
     runs: list[VerifyRun] = []
-    for rank, est in enumerate(targets, 1):
-        runs += recorder.verify(est, data, before.codec, seeds, f"config {rank}/{len(targets)}")
+    # SIGTERM and SIGHUP stop it as Ctrl-C does: the running script is killed, not orphaned
+    restore = on_stop_signals()
+    try:
+        for rank, est in enumerate(targets, 1):
+            label = f"config {rank}/{len(targets)}"
+            runs += recorder.verify(est, data, before.codec, seeds, label)
+    finally:
+        restore()
     after = review_data(
         read_study(location, study_name),
         top_k=max(options.top_k, 5),

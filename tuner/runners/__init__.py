@@ -18,6 +18,7 @@ from tuner.runners._ray import (
     ray_cluster,
 )
 from tuner.runners._ray_backend import run_ray
+from tuner.runners._signals import on_stop_signals
 from tuner.runners._study import (
     PRUNERS,
     SAMPLERS,
@@ -57,6 +58,7 @@ __all__ = [
     "make_progress",
     "make_pruner",
     "make_sampler",
+    "on_stop_signals",
     "outcome_attrs",
     "ray_cluster",
     "record_prior",

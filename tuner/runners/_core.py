@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import MttuneError
+from tuner.runners._liveness import runner_attr
 from tuner.runners._progress import Progress
 from tuner.runners._protocol import DEFAULT_MAX_OUTPUT_BYTES, TrialOutcome
 from tuner.runners._study import (
@@ -37,7 +38,6 @@ from tuner.runners._study import (
     fail_orphaned_trials,
     join_study,
     recover_interrupted,
-    runner_attr,
     storage_label,
     trial_seed,
 )

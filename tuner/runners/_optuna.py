@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +12,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.runners._core import RunBook, RunOptions, RunSummary, running, start_trial, trial_env
+from tuner.runners._liveness import runner_attr
 from tuner.runners._progress import NullProgress, Progress
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
-from tuner.runners._study import count_trials, outcome_attrs, runner_attr
+from tuner.runners._signals import on_stop_signals
+from tuner.runners._study import count_trials, outcome_attrs
 from tuner.space import SearchSpace
 from tuner.studies import TrialAttr
 
@@ -130,6 +131,7 @@ class _OptunaRun:
             trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run is stopping")
         params, seed = start_trial(trial, self._space, self._options)
+        reported: set[int] = set()
         try:
             outcome = run_script(
                 self._script,
@@ -137,7 +139,7 @@ class _OptunaRun:
                 seed=seed,
                 env=trial_env(self._study.study_name, trial.number),
                 timeout=self._options.trial_timeout,
-                on_report=functools.partial(_report, trial),
+                on_report=functools.partial(_report, trial, reported),
                 max_output_bytes=self._options.max_output_bytes,
                 cancel=self._stop,
             )
@@ -148,6 +150,8 @@ class _OptunaRun:
             # killed by the stop (a script that finished just before it keeps its result)
             trial.set_user_attr(TrialAttr.INTERRUPTED.key, True)
             raise TrialFailed("the run was stopped")
+        if outcome.intermediate and outcome.intermediate[-1][0] not in reported:
+            _report(trial, reported, *outcome.intermediate[-1])  # the last, if thinned out
         self._record(trial, outcome, seed)
         if outcome.state == "complete":
             assert outcome.value is not None
@@ -181,10 +185,11 @@ class _OptunaRun:
                 study.stop()
 
 
-def _report(trial: optuna.Trial, step: int, value: float) -> bool:
+def _report(trial: optuna.Trial, reported: set[int], step: int, value: float) -> bool:
     """Record an intermediate value of the script; whether the pruner stops the trial."""
-    if step < 0:
+    if step < 0 or step in reported:
         return False
+    reported.add(step)
     try:
         trial.report(value, step)
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -202,22 +207,14 @@ def _still_to_run(study: optuna.Study, options: RunOptions) -> int | None:
 
 
 def _install_stop_handlers(stop_event: threading.Event) -> Callable[[], None]:
-    """On SIGINT/SIGTERM: tell every trial thread to stop now, then interrupt the main thread.
+    """On a stop signal: tell every trial thread to stop now, then interrupt the main thread.
 
     Trials run in their own process sessions, so a terminal Ctrl-C reaches only this process;
     the event makes the worker threads kill their scripts at once instead of finishing them.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
 
     def handler(signum: int, frame: Any) -> None:
         stop_event.set()
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
+    return on_stop_signals(handler)

@@ -192,9 +192,55 @@ def _step_of(record: Mapping[str, Any]) -> Any:
 
 
 def _as_float(value: Any) -> float | None:
+    """A reported number as a float (an int too big for one is +-inf); ``None`` if no number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+# steps are stored as 64-bit signed integers (SQLite's INTEGER)
+_MAX_STEP = 2**63 - 1
+
+
+def _bad_step(step: int | float) -> str | None:
+    """Why a numeric step cannot be stored (not finite, beyond 64 bits), else ``None``."""
+    if isinstance(step, float) and not math.isfinite(step):
+        return f"step {step} of an intermediate report is not a number"
+    if abs(int(step)) > _MAX_STEP:
+        text = str(step)
+        text = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+        return f"step {text} of an intermediate report is beyond 64-bit integers"
+    return None
+
+
+class _Thinning:
+    """Which intermediate reports reach ``on_report``: every one while they are few or cheap.
+
+    Recording a report costs the runner a storage write and the pruner's look at the study,
+    which grows with the reports recorded so far. Past the first ``first`` reports, one is
+    recorded only while the runner has spent at most ``share`` of the trial's time on them:
+    a script that reports thousands of steps a second then costs O(1) a step and is slowed
+    down by ``share`` at most, and one that reports every few seconds has all its reports
+    recorded. The last report is always kept (:meth:`_Run.outcome`).
+    """
+
+    def __init__(self, *, first: int = 20, share: float = 0.1) -> None:
+        self.first, self.share = first, share
+        self.recorded = 0
+        self.spent_s = 0.0
+        self.started = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        """Whether a report that arrives ``now`` (``time.monotonic()``) is recorded."""
+        return self.recorded < self.first or self.spent_s <= self.share * (now - self.started)
+
+    def spent(self, seconds: float) -> None:
+        """Count one recorded report that took ``seconds``."""
+        self.recorded += 1
+        self.spent_s += seconds
 
 
 class _Run:
@@ -217,6 +263,8 @@ class _Run:
         self.text_lines = 0
         self.last_text = ""
         self.intermediate: list[tuple[int, float]] = []
+        self.thinning = _Thinning()
+        self.unrecorded: tuple[int, float] | None = None  # the last report, if thinned out
         self.stop_reason: str | None = None
         self.stop_state: Literal["failed", "pruned"] | None = None
 
@@ -269,14 +317,29 @@ class _Run:
         value = _as_float(_objective_of(record, self.spec.objective))
         if isinstance(step, bool) or not isinstance(step, int | float) or value is None:
             return  # an intermediate line without a usable value: ignore it, keep going
+        bad = _bad_step(step)
+        if bad is not None:
+            self.stop("failed", f"{bad}; report steps as whole numbers like 0, 1, 2")
+            return
         if not math.isfinite(value):
             self.stop("failed", f"intermediate value at step {step} is {value}")
             return
+        now = time.monotonic()
+        if not self.thinning.due(now):
+            self.unrecorded = (int(step), value)
+            return
+        self.unrecorded = None
         self.intermediate.append((int(step), value))
-        if self.on_report is not None and self.on_report(int(step), value):
-            self.stop("pruned", f"pruned at step {int(step)} (value {value:.6g})")
+        if self.on_report is not None:
+            pruned = self.on_report(int(step), value)
+            self.thinning.spent(time.monotonic() - now)
+            if pruned:
+                self.stop("pruned", f"pruned at step {int(step)} (value {value:.6g})")
 
     def outcome(self, exit_code: int | None, duration: float) -> TrialOutcome:
+        if self.unrecorded is not None:  # the last report is kept, thinned out or not
+            self.intermediate.append(self.unrecorded)
+            self.unrecorded = None
         base = dict(
             intermediate=self.intermediate,
             stderr_tail=self.stderr_text(),
@@ -464,19 +527,21 @@ def _pump(
     for stream in (proc.stdout, proc.stderr):
         os.set_blocking(stream.fileno(), False)
         sel.register(stream, selectors.EVENT_READ)
-    exited_at: float | None = None
+    exited_at: float | None = None  # then: when output last came (drained until quiet)
     try:
         while sel.get_map():
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                run.stop("failed", f"timed out after {timeout:g} s (--trial-timeout); killed")
-                break
+            if deadline is not None and now >= deadline and exited_at is None:
+                if proc.poll() is None:  # the script's time, not the time to read its output
+                    run.stop("failed", f"timed out after {timeout:g} s (--trial-timeout); killed")
+                    break
+                exited_at = now
             if cancel is not None and cancel.is_set():
                 run.stop("failed", "cancelled: the runner is stopping")
                 break
             if exited_at is not None and now - exited_at > 1.0:
-                break  # the script exited but a child of it still holds the pipes open
-            wait = 0.2 if deadline is None else min(0.2, max(0.0, deadline - now))
+                break  # the script exited and a child of it holds the pipes open, quiet
+            wait = 0.2 if deadline is None or exited_at else min(0.2, max(0.0, deadline - now))
             for key, _ in sel.select(timeout=wait):
                 data = _read_some(key.fileobj)
                 if data is None:
@@ -487,6 +552,8 @@ def _pump(
                     run.feed_stdout(data)
                 else:
                     run.feed_stderr(data)
+                if data and exited_at is not None:
+                    exited_at = time.monotonic()
             if run.stop_state is not None:
                 break
             if exited_at is None and proc.poll() is not None:

@@ -59,6 +59,7 @@ from tuner._errors import MttuneError
 from tuner.runners._core import OUTCOME_STATES, RunBook, start_trial, trial_env
 from tuner.runners._protocol import ScriptSpec, TrialOutcome, run_script
 from tuner.runners._ray import RayOptions, patched_environ, quiet_ray_logs
+from tuner.runners._signals import on_stop_signals
 from tuner.runners._study import STDERR_TAIL_CHARS, outcome_attrs
 from tuner.space import SearchSpace
 from tuner.studies import TrialAttr
@@ -490,9 +491,7 @@ def _trial_name(trial: Any) -> str:
 
 
 def _forward_sigterm() -> Callable[[], None]:
-    """Make SIGTERM stop the Tune run like Ctrl-C does (Tune only catches SIGINT)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+    """Make SIGTERM and SIGHUP stop the Tune run like Ctrl-C does (Tune only catches SIGINT)."""
 
     def handler(signum: int, frame: Any) -> None:
         current = signal.getsignal(signal.SIGINT)
@@ -501,8 +500,7 @@ def _forward_sigterm() -> Callable[[], None]:
         else:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return on_stop_signals(handler, (signal.SIGTERM, signal.SIGHUP))
 
 
 def default_workers(options: RayOptions, resources: Mapping[str, float]) -> int:

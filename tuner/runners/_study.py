@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
 import time
 import uuid
 import warnings
@@ -22,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
+from tuner.runners._liveness import runner_state
 from tuner.runners._protocol import TrialOutcome
 from tuner.studies import StudyAttr, TrialAttr
 
@@ -40,7 +39,6 @@ __all__ = [
     "outcome_attrs",
     "record_prior",
     "recover_interrupted",
-    "runner_attr",
     "storage_label",
     "trial_seed",
 ]
@@ -235,37 +233,18 @@ def join_study(study: optuna.Study) -> int:
     return 1 + int(token[:8], 16) % (2**31 - 1) if others else 0
 
 
-def runner_attr() -> dict[str, Any]:
-    """Who runs a trial: recorded so that a dead runner's trials can be recovered at once."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_local_trials(study: optuna.Study) -> list[int]:
-    """Mark RUNNING trials whose runner process on this host has died as interrupted FAILs.
+    """Mark RUNNING trials whose runner process is known to have died as interrupted FAILs.
 
-    Trials of runners on other hosts are left to Optuna's heartbeat check.
+    Only runners whose processes this one sees can be known dead (:func:`runner_state`);
+    the trials of the others are left to the heartbeat check.
 
     Returns:
         The numbers of the trials marked.
     """
-    host = socket.gethostname()
     marked: list[int] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        runner = TrialAttr.RUNNER.get(t.user_attrs)
-        if runner is None or runner.get("host") != host:
-            continue
-        pid = runner.get("pid")
-        if not isinstance(pid, int) or pid == os.getpid() or _pid_alive(pid):
+        if runner_state(TrialAttr.RUNNER.get(t.user_attrs)) != "dead":
             continue
         if _fail_interrupted(study, t):
             marked.append(t.number)

@@ -87,6 +87,8 @@ class TrialAttr:
     PORTFOLIO: Final = Attr("mttune.portfolio_index")
     POOR: Final = Attr("mttune.poor_proposal")
     PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
+    # trial *system* attribute: the last heartbeat (time.time()) of a trial in a journal
+    HEARTBEAT_KEY: Final = "mttune.heartbeat"
 
     @classmethod
     def all(cls) -> tuple[Attr, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
 
 from tuner._errors import MttuneError
+from tuner.studies._journal import HeartbeatJournalStorage, SafeJournalFileBackend
 
 __all__ = [
     "DEFAULT_STUDIES_DIR",
@@ -112,7 +113,8 @@ def open_storage(
     """
     url = normalize_url(location)
     if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
-        return _open_journal(Path(url), read_only=read_only)
+        heartbeat = None if read_only else (heartbeat_interval, grace_period)
+        return _open_journal(Path(url), heartbeat=heartbeat, callback=stale_trial_callback)
     db = sqlite_path(url)
     if db is not None:
         return _open_sqlite(
@@ -309,9 +311,15 @@ def _open_upgraded_copy(db: Path) -> BaseStorage:
         ) from None
 
 
-def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
+def _open_journal(
+    path: Path, *, heartbeat: tuple[int | None, int | None] | None, callback=None
+) -> BaseStorage:
+    """A journal file: read-only through a private copy (``heartbeat=None``), else in place.
+
+    Written in place with heartbeats when ``heartbeat`` gives their interval.
+    """
     given = path
-    if read_only:
+    if heartbeat is None:
         if not path.is_file():
             raise StorageError(f"{path}: no such journal file.")
         _sniff_journal(path)
@@ -320,7 +328,16 @@ def _open_journal(path: Path, *, read_only: bool) -> BaseStorage:
         shutil.copy2(path, copy)
         path = copy
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        backend = SafeJournalFileBackend(str(path))
+        interval, grace = heartbeat or (None, None)
+        if interval is None:
+            return JournalStorage(backend)
+        return HeartbeatJournalStorage(
+            backend,
+            heartbeat_interval=interval,
+            grace_period=grace or 2 * interval + 5,
+            stale_trial_callback=callback,
+        )
     except Exception as e:
         raise StorageError(f"{given}: not a readable Optuna journal: {_first_line(e)}") from None
 
@@ -369,6 +386,10 @@ def load_study(storage: BaseStorage, study_name: str | None) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=storage, sampler=None)
 
 
+# a write that failed for want of space: no space, over a file-size limit, over a quota
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
 def storage_failure(exc: BaseException) -> StorageError | None:
     """A clear :class:`StorageError` when ``exc`` (or its cause) is a database failure.
 
@@ -388,6 +409,8 @@ def storage_failure(exc: BaseException) -> StorageError | None:
             db_error = chain.orig
         elif isinstance(chain, sqlite3.Error) and db_error is None:
             db_error = chain
+        elif isinstance(chain, OSError) and chain.errno in _DISK_FULL and db_error is None:
+            db_error = chain  # a journal file's write
         internal = internal or isinstance(chain, optuna.exceptions.StorageInternalError)
         chain = chain.__cause__ or chain.__context__
     if db_error is None and not internal:
@@ -395,7 +418,7 @@ def storage_failure(exc: BaseException) -> StorageError | None:
     detail = str(db_error or exc).strip().splitlines()[0] if (db_error or exc) else ""
     hint = ""
     low = detail.lower()
-    if "disk" in low or "full" in low or "i/o" in low:
+    if "disk" in low or "full" in low or "i/o" in low or isinstance(db_error, OSError):
         hint = " Is the disk full? Free space, or resume on another --storage."
     elif "readonly" in low or "read-only" in low:
         hint = " The database (or its folder) is read-only."
