@@ -12,30 +12,19 @@ workers.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuner._errors import MttuneError
+from tuner._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Encoder": "tuner.space",
-    "SearchSpace": "tuner.space",
-    "SpaceError": "tuner.space",
-    "load_space": "tuner.space",
-    "StorageError": "tuner.studies",
-    "open_storage": "tuner.studies",
-    "MetaPrior": "tuner.prior",
-    "load_prior": "tuner.prior",
-    "meta_train": "tuner.prior",
-    "save_prior": "tuner.prior",
-    "MetaPriorSampler": "tuner.sampler",
-    "NegativeTransferGuard": "tuner.sampler",
-    "RunOptions": "tuner.runners",
-    "ScriptSpec": "tuner.runners",
-    "run_script": "tuner.runners",
-    "run_study": "tuner.runners",
+    "tuner.space": ("Encoder", "SearchSpace", "SpaceError", "load_space"),
+    "tuner.studies": ("StorageError", "open_storage"),
+    "tuner.prior": ("MetaPrior", "load_prior", "meta_train", "save_prior"),
+    "tuner.sampler": ("MetaPriorSampler", "NegativeTransferGuard"),
+    "tuner.runners": ("RunOptions", "ScriptSpec", "run_script", "run_study"),
 }
 
 __all__ = [
@@ -67,14 +56,4 @@ if TYPE_CHECKING:
     from tuner.studies import StorageError, open_storage
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -22,12 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
+from tuner.runners._choices import PRUNERS, SAMPLERS
 from tuner.runners._protocol import TrialOutcome
 from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = [
-    "PRUNERS",
-    "SAMPLERS",
     "StudyCounts",
     "best_trial",
     "count_trials",
@@ -44,9 +43,6 @@ __all__ = [
     "storage_label",
     "trial_seed",
 ]
-
-SAMPLERS = ("tpe", "random", "gp", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
 
 
 # the last 4 KiB of a failed trial's stderr are kept on the trial (TrialAttr.STDERR_TAIL)
