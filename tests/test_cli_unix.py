@@ -1,10 +1,12 @@
-"""The ``mttune`` command as a Unix tool: fast help."""
+"""The ``mttune`` command as a Unix tool: fast help, quiet closed pipes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import optuna
 import pytest
 
 from tests.conftest import REPO
@@ -62,3 +64,46 @@ def test_help_and_usage_errors_are_answered_before_any_heavy_import(argv):
     heavy = sorted(_imported(out.stderr) & set(HEAVY))
     assert not heavy, f"mttune {' '.join(argv)} imported {heavy} before parsing"
 
+
+def _closed_pipe_run(*argv: str) -> subprocess.CompletedProcess:
+    """Run mttune with a stdout whose reader is gone before the first byte (``| head -0``)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tuner.cli", *argv],
+            cwd=REPO,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.fixture
+def long_named_study(tmp_path) -> tuple[str, str]:
+    name = "plain-optuna-study-with-a-rather-long-name-" + "x" * 60
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name=name, storage=url)
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2, n_trials=12)
+    return url, name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["review", "{url}"],
+        ["review", "{url}", "--json"],
+        ["review", "{url}", "--study", "{name}"],
+        ["review", "{url}", "--study", "{name}", "--json"],
+        ["space", "infer", "{url}"],
+    ],
+)
+def test_a_closed_pipe_ends_quietly(long_named_study, argv):
+    url, name = long_named_study
+    out = _closed_pipe_run(*(a.format(url=url, name=name) for a in argv))
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.returncode == 141, out.stderr  # 128 + SIGPIPE, as `yes | head` ends
