@@ -1,4 +1,4 @@
-"""The ``mttune`` command as a Unix tool: fast help, quiet closed pipes."""
+"""The ``mttune`` command as a Unix tool: fast help, quiet closed pipes, untruncated pipes."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def test_help_and_usage_errors_are_answered_before_any_heavy_import(argv):
     assert not heavy, f"mttune {' '.join(argv)} imported {heavy} before parsing"
 
 
+def test_version_has_a_short_flag():
+    for flag in ("-V", "--version"):
+        out = _mttune(flag)
+        assert out.returncode == 0 and out.stdout.startswith("mttune 0."), out
+
+
 def _closed_pipe_run(*argv: str) -> subprocess.CompletedProcess:
     """Run mttune with a stdout whose reader is gone before the first byte (``| head -0``)."""
     read, write = os.pipe()
@@ -107,3 +113,14 @@ def test_a_closed_pipe_ends_quietly(long_named_study, argv):
     out = _closed_pipe_run(*(a.format(url=url, name=name) for a in argv))
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
     assert out.returncode == 141, out.stderr  # 128 + SIGPIPE, as `yes | head` ends
+
+
+def test_output_to_a_pipe_is_not_cut_to_80_columns(long_named_study):
+    url, name = long_named_study
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    listing = _mttune("review", url, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert name in listing.stdout, listing.stdout
+    report = _mttune("review", url, "--study", name, env=env)
+    assert report.returncode == 0, report.stderr
+    assert name in report.stdout and "…" not in report.stdout, report.stdout

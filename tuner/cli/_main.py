@@ -103,7 +103,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     from tuner import __version__
 
-    parser.add_argument("--version", action="version", version=f"mttune {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"mttune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = None if argv is None else next((a for a in argv if a in _COMMANDS), "")
