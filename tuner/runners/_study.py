@@ -87,7 +87,8 @@ def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
     }
     metrics = {k: v for k, v in outcome.metrics.items() if _json_safe(v)}
     if metrics:
-        attrs[TrialAttr.METRICS.key] = metrics
+        attrs[TrialAttr.METRICS.key] = metrics  # the dict, as earlier versions wrote it
+        attrs.update((TrialAttr.metric(k), v) for k, v in metrics.items() if v is not None)
     if outcome.state == "failed":
         attrs[TrialAttr.FAIL_REASON.key] = outcome.reason
         attrs[TrialAttr.STDERR_TAIL.key] = outcome.stderr_tail[-STDERR_TAIL_CHARS:]

@@ -87,6 +87,13 @@ class TrialAttr:
     PORTFOLIO: Final = Attr("mttune.portfolio_index")
     POOR: Final = Attr("mttune.poor_proposal")
     PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
+    # one attribute per final metric, next to METRICS: optuna-dashboard sorts and plots them
+    METRIC_PREFIX: Final = "mttune.metric."
+
+    @classmethod
+    def metric(cls, name: str) -> str:
+        """The attribute holding the final metric ``name`` on its own: ``mttune.metric.NAME``."""
+        return cls.METRIC_PREFIX + name
 
     @classmethod
     def all(cls) -> tuple[Attr, ...]:
