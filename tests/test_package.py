@@ -82,3 +82,15 @@ def test_every_seed_flag_refuses_what_numpy_would_crash_on(capsys, command, seed
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "argument --seed: must be" in err and seed in err
+
+
+@pytest.mark.parametrize("package", ["tuner.prior", "tuner.runners"])
+def test_lazy_packages_export_every_name_and_import_only_what_is_asked(package):
+    code = (
+        "import importlib, sys\n"
+        f"p = importlib.import_module({package!r})\n"
+        "assert 'torch' not in sys.modules and 'ray' not in sys.modules\n"
+        "for name in p.__all__: getattr(p, name)\n"
+        "assert sorted(dir(p)) == sorted(p.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
