@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         ray_cluster,
     )
     from tuner.runners._ray_backend import run_ray
+    from tuner.runners._ray_search import PruningOptunaSearch
     from tuner.runners._study import (
         StudyCounts,
         count_trials,
@@ -49,6 +50,7 @@ _EXPORTS = {
     "tuner.runners._protocol": ("ScriptError", "ScriptSpec", "TrialOutcome", "run_script"),
     "tuner.runners._ray": ("RayBackendError", "RayOptions", "default_ray_temp_dir", "ray_cluster"),
     "tuner.runners._ray_backend": ("run_ray",),
+    "tuner.runners._ray_search": ("PruningOptunaSearch",),
     "tuner.runners._study": (
         "StudyCounts",
         "count_trials",
@@ -69,6 +71,7 @@ __all__ = [
     "LineProgress",
     "NullProgress",
     "Progress",
+    "PruningOptunaSearch",
     "RayBackendError",
     "RayOptions",
     "RichProgress",
