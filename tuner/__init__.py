@@ -20,6 +20,7 @@ from tuner._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "tuner._logging": ("get_verbosity", "set_verbosity"),
     "tuner.space": ("Encoder", "SearchSpace", "SpaceError", "load_space"),
     "tuner.studies": ("StorageError", "open_storage"),
     "tuner.prior": ("MetaPrior", "load_prior", "meta_train", "save_prior"),
@@ -39,6 +40,7 @@ __all__ = [
     "SpaceError",
     "StorageError",
     "__version__",
+    "get_verbosity",
     "load_prior",
     "load_space",
     "meta_train",
@@ -46,9 +48,11 @@ __all__ = [
     "run_script",
     "run_study",
     "save_prior",
+    "set_verbosity",
 ]
 
 if TYPE_CHECKING:
+    from tuner._logging import get_verbosity, set_verbosity
     from tuner.prior import MetaPrior, load_prior, meta_train, save_prior
     from tuner.runners import RunOptions, ScriptSpec, run_script, run_study
     from tuner.sampler import MetaPriorSampler, NegativeTransferGuard

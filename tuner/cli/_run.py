@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,7 @@ def handle(args: argparse.Namespace) -> int:
     """Run the ``mttune run`` command."""
     import optuna
 
+    from tuner._logging import set_verbosity
     from tuner.cli._main import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK
     from tuner.prior import load_prior
     from tuner.runners import (
@@ -213,7 +215,8 @@ def handle(args: argparse.Namespace) -> int:
         max_output_bytes=args.max_output_bytes,
         heartbeat=args.heartbeat,
     )
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # not its per-trial lines
+    set_verbosity(logging.WARNING)  # but the sampler's warnings (the guard, coverage)
     console = make_console(stderr=True)
     progress = make_progress(args.progress, console)
     if ray_options is None:

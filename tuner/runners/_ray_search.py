@@ -18,7 +18,6 @@ importing Ray Tune takes seconds.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from optuna.trial import TrialState
@@ -26,11 +25,12 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner._logging import get_logger
 from tuner.studies import TrialAttr
 
 __all__ = ["PruningOptunaSearch"]
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger("tuner.runners")
 
 
 class PruningOptunaSearch(OptunaSearch):
