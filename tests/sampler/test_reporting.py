@@ -1,4 +1,4 @@
-"""What the sampler says: the ``tuner`` loggers, which follow Optuna's verbosity."""
+"""What the sampler says: the ``tuner`` loggers (Optuna's verbosity) and ``PriorReport``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 import tuner
+from tests.sampler.conftest import CENTRE, bowl
 from tuner.sampler import MetaPriorSampler
 
 
@@ -66,3 +67,31 @@ def test_loggers_outside_the_hierarchy_are_refused():
     assert get_logger("tuner.sampler").name == "tuner.sampler"
     with pytest.raises(ValueError, match="under 'tuner'"):
         get_logger("sampler")
+
+
+def test_prior_report_prints_coverage_once_then_the_guard_after_each_trial(xy_prior, verbosity):
+    import io
+
+    from tuner.sampler import NegativeTransferGuard, PriorReport
+
+    out = io.StringIO()
+    study = optuna.create_study(
+        direction="maximize",  # the prior ranks everything backwards: the guard fires
+        sampler=MetaPriorSampler(xy_prior, seed=0, guard=NegativeTransferGuard(min_evidence=4)),
+    )
+
+    def objective(t):
+        return bowl(t.suggest_float("x", -1, 1), t.suggest_float("y", -1, 1), CENTRE)
+
+    study.optimize(objective, n_trials=25, callbacks=[PriorReport(file=out)])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "prior coverage: prior covers 2 of 2 parameters", lines
+    trials = [ln for ln in lines if ln.startswith("trial ")]
+    assert len(trials) == 25 and sum(ln.startswith("prior coverage") for ln in lines) == 1
+    assert trials[0].startswith("trial 0 (prior, complete ") and "guard trust 0.95" in trials[0]
+    assert any("guard FIRED" in ln for ln in trials), lines
+
+    plain = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    quiet = io.StringIO()
+    plain.optimize(objective, n_trials=2, callbacks=[PriorReport(file=quiet)])
+    assert quiet.getvalue() == ""  # not sampled by MetaPriorSampler: nothing to say
