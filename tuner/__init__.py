@@ -12,29 +12,19 @@ workers.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuner._errors import MttuneError
+from tuner._lazy import lazy_exports
 from tuner._version import __version__
 
 _EXPORTS = {
-    "Encoder": "tuner.space",
-    "SearchSpace": "tuner.space",
-    "SpaceError": "tuner.space",
-    "load_space": "tuner.space",
-    "StorageError": "tuner.studies",
-    "open_storage": "tuner.studies",
-    "MetaPrior": "tuner.prior",
-    "load_prior": "tuner.prior",
-    "meta_train": "tuner.prior",
-    "save_prior": "tuner.prior",
-    "MetaPriorSampler": "tuner.sampler",
-    "NegativeTransferGuard": "tuner.sampler",
-    "RunOptions": "tuner.runners",
-    "ScriptSpec": "tuner.runners",
-    "run_script": "tuner.runners",
-    "run_study": "tuner.runners",
+    "tuner._logging": ("get_verbosity", "set_verbosity"),
+    "tuner.space": ("Encoder", "SearchSpace", "SpaceError", "load_space"),
+    "tuner.studies": ("StorageError", "open_storage"),
+    "tuner.prior": ("MetaPrior", "load_prior", "meta_train", "save_prior"),
+    "tuner.sampler": ("MetaPriorSampler", "NegativeTransferGuard"),
+    "tuner.runners": ("RunOptions", "ScriptSpec", "run_script", "run_study"),
 }
 
 __all__ = [
@@ -49,6 +39,7 @@ __all__ = [
     "SpaceError",
     "StorageError",
     "__version__",
+    "get_verbosity",
     "load_prior",
     "load_space",
     "meta_train",
@@ -56,9 +47,11 @@ __all__ = [
     "run_script",
     "run_study",
     "save_prior",
+    "set_verbosity",
 ]
 
 if TYPE_CHECKING:
+    from tuner._logging import get_verbosity, set_verbosity
     from tuner.prior import MetaPrior, load_prior, meta_train, save_prior
     from tuner.runners import RunOptions, ScriptSpec, run_script, run_study
     from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
@@ -66,14 +59,4 @@ if TYPE_CHECKING:
     from tuner.studies import StorageError, open_storage
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

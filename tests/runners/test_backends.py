@@ -43,6 +43,8 @@ QUAD_ATTRS = {
     TrialAttr.DURATION.key,
     TrialAttr.EXIT_CODE.key,
     TrialAttr.METRICS.key,
+    TrialAttr.metric("value"),  # each metric on its own too, for optuna-dashboard
+    TrialAttr.metric("extra"),
 }
 
 
@@ -84,6 +86,8 @@ def test_python_form_records_each_trial_the_same_way(backend, tmp_path, monkeypa
         attrs = t.user_attrs
         assert set(attrs) == QUAD_ATTRS
         assert attrs[TrialAttr.METRICS.key]["extra"] == 1.5
+        assert attrs[TrialAttr.metric("extra")] == 1.5
+        assert attrs[TrialAttr.metric("value")] == t.value
         assert attrs[TrialAttr.SEED.key] == trial_seed(1, t.number)
         assert attrs[TrialAttr.EXIT_CODE.key] == 0 and attrs[TrialAttr.DURATION.key] > 0
         # this process owns the trial, also when a Ray worker ran its script

@@ -90,3 +90,57 @@ def test_ray_randint_and_lograndint_bounds_adapt_the_prior():
     coverage = study.user_attrs[StudyAttr.COVERAGE.key]
     assert coverage["covered"] == ["lr", "n_layers", "hidden"] and coverage["fallback"] == {}
     assert study.trials[0].distributions["hidden"].high == 256
+
+
+def test_pruning_optuna_search_records_asha_stops_pruned_at_their_last_step(tmp_path):
+    """Ray's own OptunaSearch records ASHA's stops COMPLETE with a truncated value; this one
+    records them PRUNED (in the user's study), and what ran to its end stays COMPLETE."""
+    import optuna
+    from optuna.trial import TrialState
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tuner.runners import PruningOptunaSearch
+
+    steps = 6  # RunConfig(stop=...) ends every trial that gets there: its end, not a prune
+
+    def trainable(config):
+        base = (config["x"] - 0.4) ** 2 + (config["y"] + 0.3) ** 2
+        for step in range(1, 100):
+            tune.report({"loss": base + 1.0 / step})  # improves with every step
+
+    storage = f"sqlite:///{tmp_path / 'ray.db'}"
+    search = PruningOptunaSearch(
+        space={
+            "x": optuna.distributions.FloatDistribution(-1, 1),
+            "y": optuna.distributions.FloatDistribution(-1, 1),
+        },
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        metric="loss",
+        mode="min",
+        study_name="ray-asha",
+        storage=optuna.storages.RDBStorage(storage),
+    )
+    asha = ASHAScheduler(metric="loss", mode="min", grace_period=1, reduction_factor=2, max_t=50)
+    temp_dir = Path(tempfile.mkdtemp(prefix="mtp-", dir="/tmp"))
+    with ray_cluster(RayOptions(workers=2, temp_dir=str(temp_dir))):
+        tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=search, scheduler=search.watch(asha), num_samples=12
+            ),
+            run_config=tune.RunConfig(
+                verbose=0,
+                storage_path=str(temp_dir / "results"),
+                stop={"training_iteration": steps},
+            ),
+        ).fit()
+    trials = optuna.load_study(study_name="ray-asha", storage=storage).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 12 and pruned and complete, [(t.state, t.last_step) for t in trials]
+    for t in pruned:  # stopped at a rung (1, 2 or 4 reports) by ASHA, its last report kept
+        assert t.last_step < steps and t.value == t.intermediate_values[t.last_step]
+        assert "by AsyncHyperBandScheduler" in TrialAttr.PRUNE_REASON.get(t.user_attrs)
+    for t in complete:
+        assert t.last_step == steps and t.value == t.intermediate_values[steps]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import pickle
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import tuner
 from tests.sampler.conftest import CENTRE, bowl, family_centre
 from tuner.prior import save_prior
 from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
@@ -301,7 +303,11 @@ def test_an_adversarial_prior_hands_over_to_the_fallback(xy_prior, caplog):
         direction="maximize",  # maximising the bowl: the prior ranks everything backwards
         sampler=MetaPriorSampler(xy_prior, seed=0, guard=NegativeTransferGuard(min_evidence=4)),
     )
-    study.optimize(objective_for(CENTRE), n_trials=25)
+    tuner.set_verbosity(logging.WARNING)  # the module silences Optuna (and so the sampler)
+    try:
+        study.optimize(objective_for(CENTRE), n_trials=25)
+    finally:
+        tuner.set_verbosity(None)
     guards = [t.user_attrs[TrialAttr.GUARD.key] for t in study.trials]
     assert any(g["fired"] for g in guards)
     sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials[-10:]]

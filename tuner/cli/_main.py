@@ -6,13 +6,16 @@ Exit codes (as the Optuna CLI: 0 success, non-zero failure):
 * 1: an error in the input or environment (the message says what and how to fix it);
 * 2: bad command-line usage;
 * 3: the run finished but no trial completed (every trial failed: see the reasons);
-* 130: interrupted (Ctrl-C / SIGTERM); the study is consistent and resumes on re-run.
+* 130: interrupted (Ctrl-C / SIGTERM); the study is consistent and resumes on re-run;
+* 141: the reader of the output went away (``mttune review ... --json | head``): mttune stops
+  quietly, as a Unix tool killed by SIGPIPE (128 + 13) does.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 import warnings
@@ -29,6 +32,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NO_RESULT = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 _EPILOG = """\
 examples:
@@ -41,7 +45,7 @@ examples:
   mttune review studies/mlp-digits.db --study mlp-digits --html report.html
   mttune verify studies/mlp-digits.db --study mlp-digits examples/mlp_sklearn.py
 
-exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted.
+exit codes: 0 ok, 1 error, 2 usage, 3 no trial completed, 130 interrupted, 141 closed pipe.
 """
 
 # command: (module, function that adds its arguments, one-line help). A command's module (and
@@ -99,7 +103,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     from tuner._version import __version__
 
-    parser.add_argument("--version", action="version", version=f"mttune {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"mttune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = None if argv is None else next((a for a in argv if a in _COMMANDS), "")
@@ -114,7 +118,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mttune`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser(argv).parse_args(argv)
     # mttune relies on Optuna's heartbeat on purpose; its "experimental" notices are noise here.
     import optuna
@@ -130,6 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", style="yellow")
         return EXIT_INTERRUPTED
+
+
+def _closed_pipe() -> int:
+    """Stop quietly when stdout's reader went away (``| head``).
+
+    What is still buffered for stdout goes nowhere: without this, Python's final flush would
+    fail again at exit and print a traceback.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file descriptor (embedded, tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _quiet_storage_threads(err: Console) -> None:

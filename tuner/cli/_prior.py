@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,18 +14,10 @@ from rich.text import Text
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
-from tuner.metadataset import build_metadataset
-from tuner.prior import (
-    MAMLConfig,
-    MetaPrior,
-    ModelConfig,
-    check_prior_target,
-    load_prior,
-    meta_train,
-    resolve_device,
-    save_prior,
-)
-from tuner.space import load_space
+from tuner.prior import MAMLConfig, ModelConfig  # plain settings: no torch
+
+if TYPE_CHECKING:  # imported when the command runs: --help and usage errors answer at once
+    from tuner.prior import MetaPrior
 
 _TRAIN_EPILOG = """\
 examples:
@@ -117,6 +110,10 @@ def configure_prior(p: argparse.ArgumentParser) -> None:
 
 def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
+    from tuner.metadataset import build_metadataset
+    from tuner.prior import check_prior_target, meta_train, save_prior
+    from tuner.space import load_space
+
     console = make_console(stderr=True)
     model, maml = _settings(args)  # settings first: no waiting for the studies to hear of a typo
     check_prior_target(args.output)  # and where the prior goes: never onto an input
@@ -169,6 +166,8 @@ _FLAGS = {
 
 def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
     """The network and MAML settings from the flags, and the device, checked up front."""
+    from tuner.prior import resolve_device
+
     try:
         model = ModelConfig(hidden=args.hidden, ensemble=args.ensemble)
         maml = MAMLConfig(
@@ -183,6 +182,8 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
 
 def handle_show(args: argparse.Namespace) -> int:
     """Run ``mttune prior show``."""
+    from tuner.prior import load_prior
+
     prior = load_prior(args.prior)
     if args.json:
         print(json.dumps(prior.describe(), indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -12,20 +12,9 @@ from rich.text import Text
 
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
-from tuner.review import (
-    Review,
-    VerifyOptions,
-    VerifyResult,
-    build_review,
-    list_studies,
-    print_review,
-    print_studies,
-    verify_study,
-    write_html,
-)
-from tuner.review._report import estimate_dict, robustness_dict
-from tuner.review._terminal import fmt_value, worse_by
-from tuner.runners import ScriptSpec
+
+if TYPE_CHECKING:  # imported when the command runs: --help and usage errors answer at once
+    from tuner.review import Review, VerifyResult
 
 _REVIEW_DESCRIPTION = """\
 Report how far to trust a study's result. Strictly read-only: works on any Optuna storage
@@ -134,6 +123,8 @@ def _check_review_args(args: argparse.Namespace) -> None:
 
 def handle_review(args: argparse.Namespace) -> int:
     """Run ``mttune review``."""
+    from tuner.review import build_review, list_studies, print_review, print_studies, write_html
+
     _check_review_args(args)
     out = make_console()
     if args.study is None:
@@ -160,7 +151,8 @@ def handle_review(args: argparse.Namespace) -> int:
 def handle_verify(args: argparse.Namespace) -> int:
     """Run ``mttune verify``."""
     from tuner.cli._main import EXIT_NO_RESULT
-    from tuner.review import read_study
+    from tuner.review import VerifyOptions, read_study, verify_study
+    from tuner.runners import ScriptSpec
 
     options = VerifyOptions(
         top_k=args.top_k,
@@ -186,7 +178,7 @@ def handle_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_dict(result: VerifyResult) -> dict[str, Any]:
-    from tuner.review._report import jsonable
+    from tuner.review._report import estimate_dict, jsonable, robustness_dict
 
     analysis = result.review.analysis
     return jsonable(
@@ -202,6 +194,9 @@ def _verify_dict(result: VerifyResult) -> dict[str, Any]:
 
 
 def _print_verify(result: VerifyResult, console: Console) -> None:
+    from tuner.review._report import estimate_dict
+    from tuner.review._terminal import fmt_value, worse_by
+
     review: Review = result.review
     analysis = review.analysis
     done = sum(r.state == "complete" for r in result.runs)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -16,28 +16,14 @@ from rich.text import Text
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
-from tuner.prior import MetaPrior, load_prior
-from tuner.runners import (
-    PRUNERS,
-    SAMPLERS,
-    SCHEDULERS,
-    RayOptions,
-    RunOptions,
-    RunSummary,
-    ScriptSpec,
-    create_or_resume_study,
-    make_progress,
-    make_pruner,
-    make_sampler,
-    ray_cluster,
-    record_prior,
-    run_ray,
-    run_study,
-    sampler_seed,
-)
-from tuner.sampler import MetaPriorSampler
-from tuner.space import SearchSpace, load_space
-from tuner.studies import default_storage_url, normalize_url
+from tuner.runners import PRUNERS, SAMPLERS, SCHEDULERS
+
+if TYPE_CHECKING:  # imported when the command runs: --help and usage errors answer at once
+    import optuna
+
+    from tuner.prior import MetaPrior
+    from tuner.runners import RayOptions, RunSummary
+    from tuner.space import SearchSpace
 
 _DESCRIPTION = """\
 Tune a training script. Each trial runs the script in a subprocess with the trial's
@@ -192,7 +178,22 @@ def _add_trial_arguments(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the ``mttune run`` command."""
+    import optuna
+
+    from tuner._logging import set_verbosity
     from tuner.cli._main import EXIT_INTERRUPTED, EXIT_NO_RESULT, EXIT_OK
+    from tuner.prior import load_prior
+    from tuner.runners import (
+        RunOptions,
+        ScriptSpec,
+        make_progress,
+        make_pruner,
+        ray_cluster,
+        run_ray,
+        run_study,
+    )
+    from tuner.space import load_space
+    from tuner.studies import default_storage_url, normalize_url
 
     space = load_space(args.space)
     prior = load_prior(args.prior) if args.prior else None
@@ -214,7 +215,8 @@ def handle(args: argparse.Namespace) -> int:
         max_output_bytes=args.max_output_bytes,
         heartbeat=args.heartbeat,
     )
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # not its per-trial lines
+    set_verbosity(logging.WARNING)  # but the sampler's warnings (the guard, coverage)
     console = make_console(stderr=True)
     progress = make_progress(args.progress, console)
     if ray_options is None:
@@ -253,6 +255,9 @@ def _open_study(
     pruner: optuna.pruners.BasePruner,
 ) -> optuna.Study:
     """Open or create the study and give it its sampler (the same for both backends)."""
+    from tuner.runners import create_or_resume_study, make_sampler, record_prior, sampler_seed
+    from tuner.sampler import MetaPriorSampler
+
     study = create_or_resume_study(
         storage, study_name, space, None, pruner, heartbeat=args.heartbeat
     )
@@ -276,6 +281,8 @@ _RAY_FLAGS = {
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:
     """The Ray options for ``--backend ray`` (``None`` for Optuna); refuses mixed options."""
+    from tuner.runners import RayOptions
+
     given = [flag for attr, flag in _RAY_FLAGS.items() if getattr(args, attr) is not None]
     if args.backend == "optuna":
         if given:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
-from tuner.metadataset import infer_space
 
 _EPILOG = """\
 examples:
@@ -43,6 +42,8 @@ def configure_space(p: argparse.ArgumentParser) -> None:
 
 def handle_infer(args: argparse.Namespace) -> int:
     """Run ``mttune space infer``."""
+    from tuner.metadataset import infer_space
+
     target = _writable(args.output) if args.output is not None else None
     space, report = infer_space(args.sources, studies=args.studies)
     err = make_console(stderr=True)

@@ -1,22 +1,47 @@
 """Stage 4: the MAML prior: meta-training on ``torch.func``, calibrated predictions, files."""
 
-from tuner.prior._config import MAMLConfig, ModelConfig
-from tuner.prior._file import (
-    FORMAT,
-    PriorFileError,
-    check_prior_target,
-    load_prior,
-    save_prior,
-)
-from tuner.prior._prior import (
-    AdaptedPrior,
-    Calibration,
-    MetaPrior,
-    Prediction,
-    diverse_top,
-    observation_targets,
-)
-from tuner.prior._train import meta_train, resolve_device
+from typing import TYPE_CHECKING
+
+from tuner._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tuner.prior._config import MAMLConfig, ModelConfig
+    from tuner.prior._file import (
+        FORMAT,
+        PriorFileError,
+        check_prior_target,
+        load_prior,
+        save_prior,
+    )
+    from tuner.prior._prior import (
+        AdaptedPrior,
+        Calibration,
+        MetaPrior,
+        Prediction,
+        diverse_top,
+        observation_targets,
+    )
+    from tuner.prior._train import meta_train, resolve_device
+
+_EXPORTS = {
+    "tuner.prior._config": ("MAMLConfig", "ModelConfig"),
+    "tuner.prior._file": (
+        "FORMAT",
+        "PriorFileError",
+        "check_prior_target",
+        "load_prior",
+        "save_prior",
+    ),
+    "tuner.prior._prior": (
+        "AdaptedPrior",
+        "Calibration",
+        "MetaPrior",
+        "Prediction",
+        "diverse_top",
+        "observation_targets",
+    ),
+    "tuner.prior._train": ("meta_train", "resolve_device"),
+}
 
 __all__ = [
     "FORMAT",
@@ -35,3 +60,5 @@ __all__ = [
     "resolve_device",
     "save_prior",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,37 +1,70 @@
 """Stage 6: runners that execute training scripts as trials (Optuna locally, Ray Tune)."""
 
-from tuner.runners._core import RunOptions, RunSummary, create_or_resume_study, sampler_seed
-from tuner.runners._optuna import TrialFailed, run_study
-from tuner.runners._progress import (
-    LineProgress,
-    NullProgress,
-    Progress,
-    RichProgress,
-    make_progress,
-)
-from tuner.runners._protocol import ScriptError, ScriptSpec, TrialOutcome, run_script
-from tuner.runners._ray import (
-    SCHEDULERS,
-    RayBackendError,
-    RayOptions,
-    default_ray_temp_dir,
-    ray_cluster,
-)
-from tuner.runners._ray_backend import run_ray
-from tuner.runners._signals import on_stop_signals
-from tuner.runners._study import (
-    PRUNERS,
-    SAMPLERS,
-    StudyCounts,
-    count_trials,
-    is_verification,
-    join_study,
-    make_pruner,
-    make_sampler,
-    outcome_attrs,
-    record_prior,
-    trial_seed,
-)
+from typing import TYPE_CHECKING
+
+from tuner._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tuner.runners._choices import PRUNERS, SAMPLERS, SCHEDULERS
+    from tuner.runners._core import RunOptions, RunSummary, create_or_resume_study, sampler_seed
+    from tuner.runners._optuna import TrialFailed, run_study
+    from tuner.runners._progress import (
+        LineProgress,
+        NullProgress,
+        Progress,
+        RichProgress,
+        make_progress,
+    )
+    from tuner.runners._protocol import ScriptError, ScriptSpec, TrialOutcome, run_script
+    from tuner.runners._ray import (
+        RayBackendError,
+        RayOptions,
+        default_ray_temp_dir,
+        ray_cluster,
+    )
+    from tuner.runners._ray_backend import run_ray
+    from tuner.runners._ray_search import PruningOptunaSearch
+    from tuner.runners._signals import on_stop_signals
+    from tuner.runners._study import (
+        StudyCounts,
+        count_trials,
+        is_verification,
+        join_study,
+        make_pruner,
+        make_sampler,
+        outcome_attrs,
+        record_prior,
+        trial_seed,
+    )
+
+_EXPORTS = {
+    "tuner.runners._choices": ("PRUNERS", "SAMPLERS", "SCHEDULERS"),
+    "tuner.runners._core": ("RunOptions", "RunSummary", "create_or_resume_study", "sampler_seed"),
+    "tuner.runners._optuna": ("TrialFailed", "run_study"),
+    "tuner.runners._progress": (
+        "LineProgress",
+        "NullProgress",
+        "Progress",
+        "RichProgress",
+        "make_progress",
+    ),
+    "tuner.runners._protocol": ("ScriptError", "ScriptSpec", "TrialOutcome", "run_script"),
+    "tuner.runners._ray": ("RayBackendError", "RayOptions", "default_ray_temp_dir", "ray_cluster"),
+    "tuner.runners._ray_backend": ("run_ray",),
+    "tuner.runners._ray_search": ("PruningOptunaSearch",),
+    "tuner.runners._signals": ("on_stop_signals",),
+    "tuner.runners._study": (
+        "StudyCounts",
+        "count_trials",
+        "is_verification",
+        "join_study",
+        "make_pruner",
+        "make_sampler",
+        "outcome_attrs",
+        "record_prior",
+        "trial_seed",
+    ),
+}
 
 __all__ = [
     "PRUNERS",
@@ -40,6 +73,7 @@ __all__ = [
     "LineProgress",
     "NullProgress",
     "Progress",
+    "PruningOptunaSearch",
     "RayBackendError",
     "RayOptions",
     "RichProgress",
@@ -68,3 +102,5 @@ __all__ = [
     "sampler_seed",
     "trial_seed",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

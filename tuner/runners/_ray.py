@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from tuner._errors import MttuneError
+from tuner.runners._choices import SCHEDULERS
 
 __all__ = [
-    "SCHEDULERS",
     "RayBackendError",
     "RayOptions",
     "default_ray_temp_dir",
@@ -32,7 +32,6 @@ __all__ = [
     "results_dir",
 ]
 
-SCHEDULERS = ("asha", "none")
 
 # Ray puts its sockets at <temp dir>/session_<date>_<pid>/sockets/plasma_store; a Unix socket
 # path holds at most 107 bytes.

@@ -20,13 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
+from tuner.runners._choices import PRUNERS, SAMPLERS
 from tuner.runners._liveness import runner_state
 from tuner.runners._protocol import TrialOutcome
 from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = [
-    "PRUNERS",
-    "SAMPLERS",
     "StudyCounts",
     "best_trial",
     "count_trials",
@@ -42,9 +41,6 @@ __all__ = [
     "storage_label",
     "trial_seed",
 ]
-
-SAMPLERS = ("tpe", "random", "gp", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
 
 
 # the last 4 KiB of a failed trial's stderr are kept on the trial (TrialAttr.STDERR_TAIL)
@@ -89,7 +85,8 @@ def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
     }
     metrics = {k: v for k, v in outcome.metrics.items() if _json_safe(v)}
     if metrics:
-        attrs[TrialAttr.METRICS.key] = metrics
+        attrs[TrialAttr.METRICS.key] = metrics  # the dict, as earlier versions wrote it
+        attrs.update((TrialAttr.metric(k), v) for k, v in metrics.items() if v is not None)
     if outcome.state == "failed":
         attrs[TrialAttr.FAIL_REASON.key] = outcome.reason
         attrs[TrialAttr.STDERR_TAIL.key] = outcome.stderr_tail[-STDERR_TAIL_CHARS:]

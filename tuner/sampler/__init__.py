@@ -6,6 +6,7 @@ from tuner.sampler._acquisition import (
     expected_improvement,
     lower_confidence_bound,
 )
+from tuner.sampler._callback import PriorReport
 from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
 from tuner.sampler._sampler import MetaPriorSampler
 
@@ -15,6 +16,7 @@ __all__ = [
     "LowerConfidenceBound",
     "MetaPriorSampler",
     "NegativeTransferGuard",
+    "PriorReport",
     "concordance",
     "expected_improvement",
     "lower_confidence_bound",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import MttuneError
 from tuner._gp import one_blas_thread
+from tuner._logging import get_logger
 from tuner.prior import MetaPrior, load_prior
 from tuner.sampler import _core
 from tuner.sampler._acquisition import Acquisition, resolve_acquisition
@@ -30,7 +30,7 @@ from tuner.studies import StudyAttr, TrialAttr
 
 __all__ = ["MetaPriorSampler"]
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger("tuner.sampler")  # follows Optuna's verbosity (tuner/_logging.py)
 
 SOURCE_ZERO_SHOT = "prior"
 SOURCE_ADAPTED = "adapted-prior"

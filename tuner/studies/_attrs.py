@@ -89,6 +89,13 @@ class TrialAttr:
     PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
     # trial *system* attribute: the last heartbeat (time.time()) of a trial in a journal
     HEARTBEAT_KEY: Final = "mttune.heartbeat"
+    # one attribute per final metric, next to METRICS: optuna-dashboard sorts and plots them
+    METRIC_PREFIX: Final = "mttune.metric."
+
+    @classmethod
+    def metric(cls, name: str) -> str:
+        """The attribute holding the final metric ``name`` on its own: ``mttune.metric.NAME``."""
+        return cls.METRIC_PREFIX + name
 
     @classmethod
     def all(cls) -> tuple[Attr, ...]:

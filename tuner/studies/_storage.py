@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.parse
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -124,19 +125,57 @@ def open_storage(
             grace_period=grace_period,
             stale_trial_callback=stale_trial_callback,
         )
+    _check_driver(url)
     try:
         if read_only:
             return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=stale_trial_callback,
+            return _racing_creation(
+                lambda: RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=stale_trial_callback,
+                )
             )
     except Exception as e:  # SQLAlchemy raises many types; all mean "cannot use it"
         raise StorageError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+
+
+# DB-API module SQLAlchemy imports -> (what to install, the mttune extra that has it)
+_DRIVERS = {
+    "psycopg": ("psycopg[binary]", "postgres"),
+    "psycopg2": ("psycopg2-binary", None),
+    "pymysql": ("PyMySQL", "mysql"),
+    "MySQLdb": ("mysqlclient", None),
+}
+
+
+def _check_driver(url: str) -> None:
+    """Refuse a database URL whose Python driver is missing, naming the package to install."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception:
+        return  # not a URL SQLAlchemy knows: RDBStorage says what is wrong with it
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        module = e.name or parsed.get_driver_name()
+        package, extra = _DRIVERS.get(module, (module, None))
+        fix = f"pip install 'mttune[{extra}]'" if extra else f"pip install '{package}'"
+        if module == "MySQLdb":
+            fix += (
+                ", or pip install 'mttune[mysql]' (PyMySQL) and write the URL as "
+                f"{parsed.set(drivername='mysql+pymysql').render_as_string(hide_password=True)}"
+            )
+        raise StorageError(
+            f"cannot open storage {url!r}: its driver {parsed.drivername!r} needs the Python "
+            f"module {module!r}, which is not installed. Install it: {fix}."
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -247,29 +286,23 @@ def _open_sqlite(
         except OSError as e:
             raise StorageError(f"{db}: cannot create its folder: {e.strerror}") from None
     new = not db.exists() or db.stat().st_size == 0
+
+    def make() -> BaseStorage:
+        if new:
+            # WAL lets readers (review, dashboards, a second runner) work while trials are
+            # written. Only for databases mttune creates: an existing one keeps its mode.
+            with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+        return RDBStorage(
+            f"sqlite:///{db}",
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
+        )
+
     try:
-        for attempt in range(8):
-            try:
-                if new:
-                    # WAL lets readers (review, dashboards, a second runner) work while
-                    # trials are written. Only for databases mttune creates: an existing
-                    # one keeps its mode.
-                    with contextlib.closing(sqlite3.connect(db, timeout=120)) as con:
-                        con.execute("PRAGMA journal_mode=WAL")
-                return RDBStorage(
-                    f"sqlite:///{db}",
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=stale_trial_callback,
-                )
-            except Exception as e:
-                # two runners creating the schema at once: one of them finds a table or
-                # the version stamp that the other has just made; the next try sees both
-                if not any(m in str(e) for m in _CREATION_RACE) or attempt == 7:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return _racing_creation(make)
     except Exception as e:
         msg = _first_line(e)
         hint = ""
@@ -282,7 +315,28 @@ def _open_sqlite(
         ) from None
 
 
-_CREATION_RACE = ("already exists", "UNIQUE constraint failed", "database is locked")
+_CREATION_RACE = (
+    "already exists",
+    "UNIQUE constraint failed",
+    "database is locked",
+    "duplicate key value violates unique constraint",  # PostgreSQL's catalog, same race
+)
+
+
+def _racing_creation(make: Callable[[], BaseStorage]) -> BaseStorage:
+    """``make()``, tried again while another runner is creating the same schema.
+
+    Two runners creating the schema at once: one of them finds a table or the version stamp
+    that the other has just made; the next try sees both.
+    """
+    for attempt in range(8):
+        try:
+            return make()
+        except Exception as e:
+            if not any(m in str(e) for m in _CREATION_RACE) or attempt == 7:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _private_copy_dir() -> Path:
