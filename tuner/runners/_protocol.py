@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuner._errors import MttuneError
+from tuner.runners._harness import RESULT_KEY as _RESULT_KEY
 
 __all__ = [
     "ScriptError",
@@ -261,6 +262,11 @@ class _Run:
             if line.strip():
                 self.text_lines += 1
                 self.last_text = line.strip()[:200]
+            return
+        if self.spec.form == "python" and set(record) == {_RESULT_KEY}:
+            # the harness's final line: a returned dict is the result, whatever its keys
+            if isinstance(record[_RESULT_KEY], dict):
+                self.records.append(record[_RESULT_KEY])
             return
         step = _step_of(record)
         if step is None:

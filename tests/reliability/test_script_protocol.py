@@ -1,0 +1,36 @@
+"""Scripts that bend the trial protocol: odd results, closed pipes, daemons, odd names."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tuner.runners import ScriptSpec, run_script
+
+
+def _script(tmp_path, body: str, name: str = "train.py") -> ScriptSpec:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    if not name.endswith(".py"):
+        path.chmod(0o755)
+    return ScriptSpec.detect(path)
+
+
+@pytest.mark.parametrize("key", ["epoch", "step"])
+def test_a_returned_dict_with_an_epoch_or_step_key_is_the_final_result(tmp_path, key):
+    spec = _script(
+        tmp_path,
+        f"""
+        def train(params, report):
+            report(1, 3.0)
+            return {{"value": 0.25, "{key}": 5, "acc": 0.9}}
+        """,
+    )
+    assert spec.form == "python"
+    # a pruner that prunes everything: a final result must never reach it
+    outcome = run_script(spec, {}, on_report=lambda step, value: step == 5)
+    assert outcome.state == "complete", outcome.reason
+    assert outcome.value == 0.25
+    assert outcome.metrics == {"value": 0.25, key: 5, "acc": 0.9}
+    assert outcome.intermediate == [(1, 3.0)]
