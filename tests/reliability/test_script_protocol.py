@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -34,3 +35,42 @@ def test_a_returned_dict_with_an_epoch_or_step_key_is_the_final_result(tmp_path,
     assert outcome.value == 0.25
     assert outcome.metrics == {"value": 0.25, key: 5, "acc": 0.9}
     assert outcome.intermediate == [(1, 3.0)]
+
+
+def test_a_script_that_closes_its_pipes_and_keeps_running_keeps_its_result(tmp_path):
+    spec = _script(
+        tmp_path,
+        """\
+        #!/usr/bin/env python3
+        import os, sys, time
+        print('{"value": 0.5}', flush=True)
+        os.close(1)
+        os.close(2)
+        time.sleep(2)
+        """,
+        name="closer",
+    )
+    start = time.monotonic()
+    outcome = run_script(spec, {}, timeout=30)
+    assert outcome.state == "complete", outcome.reason
+    assert outcome.value == 0.5
+    assert time.monotonic() - start >= 1.9  # it was waited for, not killed
+
+
+def test_a_script_that_closes_its_pipes_still_meets_the_trial_timeout(tmp_path):
+    spec = _script(
+        tmp_path,
+        """\
+        #!/usr/bin/env python3
+        import os, time
+        os.close(1)
+        os.close(2)
+        time.sleep(60)
+        """,
+        name="closer",
+    )
+    start = time.monotonic()
+    outcome = run_script(spec, {}, timeout=1.5, kill_grace=0.5)
+    assert outcome.state == "failed"
+    assert "timed out" in outcome.reason
+    assert time.monotonic() - start < 10

@@ -470,20 +470,16 @@ def _pump(
     for stream in (proc.stdout, proc.stderr):
         os.set_blocking(stream.fileno(), False)
         sel.register(stream, selectors.EVENT_READ)
+    limits = _Limits(timeout, deadline, cancel)
     exited_at: float | None = None
     try:
         while sel.get_map():
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                run.stop("failed", f"timed out after {timeout:g} s (--trial-timeout); killed")
-                break
-            if cancel is not None and cancel.is_set():
-                run.stop("failed", "cancelled: the runner is stopping")
+            if limits.reached(run, now):
                 break
             if exited_at is not None and now - exited_at > 1.0:
                 break  # the script exited but a child of it still holds the pipes open
-            wait = 0.2 if deadline is None else min(0.2, max(0.0, deadline - now))
-            for key, _ in sel.select(timeout=wait):
+            for key, _ in sel.select(timeout=limits.poll_interval(now)):
                 data = _read_some(key.fileobj)
                 if data is None:
                     continue
@@ -498,9 +494,42 @@ def _pump(
             if exited_at is None and proc.poll() is not None:
                 exited_at = time.monotonic()
         if run.stop_state is None:
+            _await_exit(proc, run, limits)
+        if run.stop_state is None:
             run.feed_stdout(b"", final=True)
     finally:
         sel.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """When a running trial must stop: its deadline (``--trial-timeout``) or a cancel."""
+
+    timeout: float | None
+    deadline: float | None
+    cancel: threading.Event | None
+
+    def reached(self, run: _Run, now: float) -> bool:
+        """Stop ``run`` (saying why) once past the deadline or cancelled."""
+        if self.deadline is not None and now >= self.deadline:
+            run.stop("failed", f"timed out after {self.timeout:g} s (--trial-timeout); killed")
+        elif self.cancel is not None and self.cancel.is_set():
+            run.stop("failed", "cancelled: the runner is stopping")
+        return run.stop_state is not None
+
+    def poll_interval(self, now: float) -> float:
+        """Seconds to wait for output before looking at the limits again."""
+        return 0.2 if self.deadline is None else min(0.2, max(0.0, self.deadline - now))
+
+
+def _await_exit(proc: subprocess.Popen[bytes], run: _Run, limits: _Limits) -> None:
+    """Wait for a script that closed its output but runs on: a result it printed counts."""
+    while proc.poll() is None:
+        now = time.monotonic()
+        if limits.reached(run, now):
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=limits.poll_interval(now))
 
 
 _PR_SET_PDEATHSIG = 1
