@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
 import time
 
@@ -74,3 +76,50 @@ def test_a_script_that_closes_its_pipes_still_meets_the_trial_timeout(tmp_path):
     assert outcome.state == "failed"
     assert "timed out" in outcome.reason
     assert time.monotonic() - start < 10
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux /proc needed")
+def test_a_setsid_double_forked_daemon_does_not_outlive_its_trial(tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    spec = _script(
+        tmp_path,
+        f"""\
+        #!/usr/bin/env python3
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                with open({str(pidfile)!r}, "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(120)
+            os._exit(0)
+        os.wait()
+        while not os.path.exists({str(pidfile)!r}):
+            time.sleep(0.05)
+        print('{{"value": 1.0}}')
+        """,
+        name="daemonize",
+    )
+    outcome = run_script(spec, {}, timeout=60)
+    assert outcome.state == "complete", outcome.reason
+    pid = int(pidfile.read_text())
+    try:
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), "the daemon outlived its trial"
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -13,7 +13,9 @@ Two forms of script are supported (see ``docs/scripts.md``):
 Every trial also gets ``MTTUNE_SEED``, ``MTTUNE_TRIAL_NUMBER`` and ``MTTUNE_STUDY``.
 Each failure mode (non-zero exit, signal, timeout, NaN/inf, no or garbage output, output
 over the limit) gives a FAILED outcome with a one-line reason and the stderr tail; the
-process group is always killed so no child outlives its trial.
+process group is always killed so no child outlives its trial, and on Linux so are the
+processes that left it (``setsid`` daemons), found by the ``MTTUNE_TRIAL_TOKEN`` variable
+each trial's processes inherit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +53,9 @@ __all__ = [
 _HARNESS = Path(__file__).with_name("_harness.py")
 _STDERR_TAIL_BYTES = 4096
 _KILL_GRACE_SECONDS = 3.0
+# Every process of a trial inherits this variable: the ones that left its process group
+# (setsid daemons) are found by it when the trial ends.
+_TOKEN_VAR = "MTTUNE_TRIAL_TOKEN"
 DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 
 Form = Literal["python", "command"]
@@ -377,6 +383,28 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
+def _kill_strays(token: str) -> None:
+    """SIGKILL the trial's processes that escaped its process group (``setsid`` daemons).
+
+    They are found by the trial's token in their environment (Linux ``/proc``; elsewhere,
+    and for a process that exec'd with a fresh environment, this finds nothing).
+    """
+    needle = f"{_TOKEN_VAR}={token}".encode()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def run_script(
     spec: ScriptSpec,
     params: Mapping[str, Any],
@@ -419,6 +447,7 @@ def run_script(
     if seed is not None:
         child_env["MTTUNE_SEED"] = str(seed)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env[_TOKEN_VAR] = uuid.uuid4().hex
     run = _Run(spec, on_report, max_output_bytes)
     start = time.monotonic()
     try:
@@ -451,6 +480,7 @@ def run_script(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # reap orphaned children of the script
     exit_code = proc.wait()
+    _kill_strays(child_env[_TOKEN_VAR])
     for stream in (proc.stdout, proc.stderr):
         stream.close()
     return run.outcome(exit_code, time.monotonic() - start)
