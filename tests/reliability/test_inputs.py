@@ -1,0 +1,87 @@
+"""Inputs that used to validate and crash later: a one-line error (exit 1), nothing written."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import REPO, SCRIPTS
+from tuner.cli import main
+from tuner.space import SpaceError, parse_space
+
+QUAD = [str(SCRIPTS / "quad.py"), "--space", str(REPO / "tests" / "spaces" / "quad.yaml")]
+
+_ECHO = """\
+#!/usr/bin/env python3
+import sys
+if sys.argv[1:3] != ["--epochs", "5"]:
+    sys.exit(f"expected --epochs 5 first, got {sys.argv[1:]}")
+print('{"value": 1.0}')
+"""
+
+
+def _space(tmp_path, params: str, name: str = "s") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nobjective: value\nparams:\n" + textwrap.indent(params, "  "))
+    return str(path)
+
+
+def _nothing_written(tmp_path) -> bool:
+    return not (tmp_path / "studies").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ("x: {type: float, low: 0, high: 1, step: 5.0e-324}", "too many steps"),
+        ("x: {type: float, low: -1.0e+308, high: 1.0e+308}", "high - low"),
+        ("x: {type: int, low: -9.0e+307, high: 9.0e+307}", "high - low"),
+        ("x: {type: int, low: 0, high: 100000000000000000}", "2**53"),
+    ],
+)
+def test_spaces_whose_ranges_overflow_are_refused(params, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    space = _space(tmp_path, params)
+    assert main(["run", str(SCRIPTS / "quad.py"), "--space", space, "--progress", "none"]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert _nothing_written(tmp_path)
+
+
+def test_the_widest_ranges_allowed_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = _space(
+        tmp_path,
+        "x: {type: float, low: -4.0e+306, high: 4.0e+306}\n"
+        "n: {type: int, low: -9007199254740992, high: 9007199254740992}",
+    )
+    (tmp_path / "f.py").write_text("def train(params, report):\n    return 1.0\n")
+    argv = ["run", "f.py", "--space", space, "--n-trials", "12", "--progress", "none"]
+    assert main(argv) == 0  # TPE past its startup trials too
+    trials = optuna.load_study(study_name="s", storage="sqlite:///studies/s.db").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once():
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, prev in zip("bcdefghi", "abcdefgh", strict=True):
+        lines.append(f"{i}: &{i} [{','.join(['*' + prev] * 9)}]")
+    text = "name: s\nparams:\n  x:\n    type: float\n    low: 0\n    high: 1\n    help:\n"
+    text += textwrap.indent("\n".join(lines), "      ")
+    assert len(text) < 1000
+    start = time.monotonic()
+    with pytest.raises(SpaceError, match="alias"):
+        parse_space(text)
+    assert time.monotonic() - start < 1
+
+
+def test_thirty_thousand_choices_are_checked_fast():
+    choices = ", ".join(f"c{i}" for i in range(30_000))
+    start = time.monotonic()
+    space = parse_space(f"params:\n  x: {{type: categorical, choices: [{choices}]}}\n")
+    assert len(space.params["x"].distribution.choices) == 30_000
+    assert time.monotonic() - start < 3
