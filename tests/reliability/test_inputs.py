@@ -85,3 +85,19 @@ def test_thirty_thousand_choices_are_checked_fast():
     space = parse_space(f"params:\n  x: {{type: categorical, choices: [{choices}]}}\n")
     assert len(space.params["x"].distribution.choices) == 30_000
     assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        'x: {type: float, low: 0, high: 1}\n"a\\0b": {type: int, low: 0, high: 3}',
+        'x: {type: categorical, choices: [ok, "n\\0ul"]}',
+    ],
+)
+def test_nul_bytes_in_names_or_choices_are_refused(params, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    space = _space(tmp_path, params)
+    assert main(["run", str(SCRIPTS / "quad.py"), "--space", space, "--progress", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "NUL" in err and "Traceback" not in err
+    assert _nothing_written(tmp_path)

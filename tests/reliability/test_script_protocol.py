@@ -123,3 +123,10 @@ def test_a_setsid_double_forked_daemon_does_not_outlive_its_trial(tmp_path):
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_nul_byte_in_a_command_line_parameter_fails_the_trial(tmp_path):
+    spec = _script(tmp_path, "#!/bin/sh\necho '{\"value\": 1}'\n", name="cmd")
+    outcome = run_script(spec, {"a": "n\0ul"})
+    assert outcome.state == "failed"
+    assert "cannot start the script" in outcome.reason and "null byte" in outcome.reason

@@ -461,7 +461,7 @@ def run_script(
             start_new_session=True,
             preexec_fn=_parent_death_signal() if die_with_parent else None,
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
         return TrialOutcome("failed", reason=f"cannot start the script: {e}", duration=0.0)
     try:
         _pump(

@@ -168,6 +168,11 @@ class SearchSpace:
         for name, spec in raw_params.items():
             if not isinstance(name, str) or not name:
                 raise SpaceError(f"{source}: parameter names must be non-empty strings: {name!r}.")
+            if "\0" in name:
+                raise SpaceError(
+                    f"{source}: parameter name {name!r} holds a NUL byte, which no command "
+                    "line or environment can carry; rename it."
+                )
             params[name] = _parse_param(name, spec, params, source)
         raw_name = data.get("name")
         return cls(
@@ -498,6 +503,11 @@ def _parse_categorical(spec: Mapping[str, Any], where: str) -> CategoricalDistri
             )
         if isinstance(c, float) and not math.isfinite(c):
             raise SpaceError(f"{where}: choice {c!r} must be finite.")
+        if isinstance(c, str) and "\0" in c:
+            raise SpaceError(
+                f"{where}: choice {c!r} holds a NUL byte, which no command line can carry; "
+                "remove it."
+            )
         # equal values hash alike (1 == 1.0 == True): one pass finds every duplicate
         if c in seen:
             raise SpaceError(
