@@ -101,3 +101,37 @@ def test_nul_bytes_in_names_or_choices_are_refused(params, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "NUL" in err and "Traceback" not in err
     assert _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["echo", "--space", "S", "--n-trials", "2", "--", "--epochs", "5"],
+        ["--space", "S", "--n-trials", "2", "--", "echo", "--epochs", "5"],
+        ["echo", "--epochs", "5", "--space", "S", "--n-trials", "2"],  # no '--': refused
+    ],
+)
+def test_script_arguments_after_dashdash(order, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "echo").write_text(_ECHO)
+    (tmp_path / "echo").chmod(0o755)
+    space = _space(tmp_path, "x: {type: float, low: 0, high: 1}")
+    argv = ["run", *[space if a == "S" else a for a in order], "--progress", "none"]
+    if "--" not in order:  # '--epochs' is an option of run: refused by argparse
+        with pytest.raises(SystemExit):
+            main(argv)
+        return
+    assert main(argv) == 0
+    trials = optuna.load_study(study_name="s", storage="sqlite:///studies/s.db").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # it saw --epochs 5
+
+
+def test_verify_takes_script_arguments_after_dashdash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "echo").write_text(_ECHO)
+    (tmp_path / "echo").chmod(0o755)
+    space = _space(tmp_path, "x: {type: float, low: 0, high: 1}")
+    run = ["run", "echo", "--space", space, "--n-trials", "2", "--progress", "none"]
+    assert main([*run, "--", "--epochs", "5"]) == 0
+    verify = ["verify", "studies/s.db", "--study", "s", "echo", "--top-k", "1", "--repeats", "2"]
+    assert main([*verify, "--perturb", "0", "--", "--epochs", "5"]) == 0

@@ -12,7 +12,9 @@ Exit codes (as the Optuna CLI: 0 success, non-zero failure):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 import threading
 import warnings
@@ -115,7 +117,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mttune`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    args = _parse(build_parser(argv), argv)
     # mttune relies on Optuna's heartbeat on purpose; its "experimental" notices are noise here.
     import optuna
 
@@ -130,6 +132,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", style="yellow")
         return EXIT_INTERRUPTED
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; for a command that runs a script, what follows ``--`` is the script's.
+
+    argparse alone fills the positionals in one go, so ``run f.py --space s.yaml -- --epochs
+    5`` would leave ``--epochs 5`` unrecognised. When the part before ``--`` does not parse
+    on its own (the script itself follows ``--``), argparse reads the whole line as before.
+    """
+    if "--" in argv:
+        cut = argv.index("--")
+        try:
+            with (
+                contextlib.redirect_stderr(io.StringIO()),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
+                head = parser.parse_args(argv[:cut])
+        except SystemExit:
+            head = None
+        if head is not None and hasattr(head, "script_args"):
+            head.script_args = [*head.script_args, *argv[cut + 1 :]]
+            return head
+    return parser.parse_args(argv)
 
 
 def _quiet_storage_threads(err: Console) -> None:
