@@ -26,6 +26,7 @@ from tuner.review import (
 from tuner.review._report import estimate_dict, robustness_dict
 from tuner.review._terminal import fmt_value, worse_by
 from tuner.runners import ScriptSpec
+from tuner.studies import public_url
 
 _REVIEW_DESCRIPTION = """\
 Report how far to trust a study's result. Strictly read-only: works on any Optuna storage
@@ -141,7 +142,7 @@ def handle_review(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"studies": [s.to_dict() for s in studies]}, indent=2))
         else:
-            print_studies(studies, args.storage, out)
+            print_studies(studies, public_url(args.storage), out)
         return 0
     review = build_review(
         args.storage, args.study, top_k=args.top_k, perturb=args.perturb, seed=args.seed

@@ -47,6 +47,7 @@ from tuner.studies import (
     check_sqlite_file,
     is_wal_database,
     normalize_url,
+    public_url,
     sqlite_path,
 )
 
@@ -468,7 +469,7 @@ def _sql_study(
     names = _column_order(user_attrs, latest)
     matrix, cells = params.matrix(n, names, latest)
     return StudyData(
-        storage=location,
+        storage=public_url(location),
         name=study_name,
         direction=direction,
         user_attrs=user_attrs,
@@ -696,7 +697,7 @@ def _api_study(location: str, study_name: str, extra_attrs: Sequence[Attr] = ())
     names = _column_order(frozen.user_attrs, latest)
     matrix, cells = _api_matrix(trials, names, latest)
     return StudyData(
-        storage=location,
+        storage=public_url(location),
         name=study_name,
         direction=direction,
         user_attrs=dict(frozen.user_attrs),

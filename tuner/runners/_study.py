@@ -18,12 +18,10 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
 from tuner.runners._protocol import TrialOutcome
-from tuner.studies import StudyAttr, TrialAttr
+from tuner.studies import StudyAttr, TrialAttr, public_url
 
 __all__ = [
     "PRUNERS",
@@ -183,16 +181,6 @@ def storage_label(study: optuna.Study) -> str:
     inner = getattr(storage, "_backend", storage)
     url = getattr(inner, "url", None)
     return public_url(str(url)) if url else type(inner).__name__
-
-
-def public_url(url: str) -> str:
-    """``url`` with its password, if any, masked (``postgresql://u:***@host/db``)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url
-    # re-rendering percent-encodes a path's '@', '#', ':' or non-ASCII: only when needed
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def recover_interrupted(

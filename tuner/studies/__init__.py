@@ -13,6 +13,7 @@ from tuner.studies._storage import (
     load_study,
     normalize_url,
     open_storage,
+    public_url,
     sqlite_path,
     storage_failure,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "load_study",
     "normalize_url",
     "open_storage",
+    "public_url",
     "recorded_space",
     "space_of_trials",
     "sqlite_path",

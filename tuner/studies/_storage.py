@@ -25,6 +25,8 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
 
@@ -39,6 +41,7 @@ __all__ = [
     "load_study",
     "normalize_url",
     "open_storage",
+    "public_url",
     "sqlite_path",
     "storage_failure",
 ]
@@ -62,6 +65,30 @@ def default_storage_url(study_name: str, directory: Path = DEFAULT_STUDIES_DIR) 
     """``sqlite:///studies/<study>.db``: where ``mttune run`` keeps a study by default."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
     return f"sqlite:///{directory / safe}.db"
+
+
+def public_url(url: str) -> str:
+    """``url`` with its password, if any, masked (``postgresql://u:***@host/db``).
+
+    Every message and report that names a storage names it through this.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    # re-rendering percent-encodes a path's '@', '#', ':' or non-ASCII: only when needed
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def _password(url: str) -> str | None:
+    if "://" not in url:
+        return None
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 def normalize_url(location: str) -> str:
@@ -134,7 +161,10 @@ def open_storage(
                 heartbeat_stale_trial_callback=stale_trial_callback,
             )
     except Exception as e:  # SQLAlchemy raises many types; all mean "cannot use it"
-        raise StorageError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+        detail, password = _first_line(e), _password(url)
+        if password:  # a driver may quote the URL or its password back
+            detail = detail.replace(password, "***")
+        raise StorageError(f"cannot open storage {public_url(url)!r}: {detail}") from None
 
 
 def _first_line(e: BaseException) -> str:

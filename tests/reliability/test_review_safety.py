@@ -1,0 +1,56 @@
+"""What review and the reports print and touch: labels, passwords, the study's own files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SCRIPTS
+from tests.review.conftest import noisy_study
+from tuner.cli import main
+from tuner.studies import open_storage
+
+QUAD = [str(SCRIPTS / "quad.py"), "--space", str(REPO / "tests" / "spaces" / "quad.yaml")]
+
+
+def _wal_study(db: Path) -> None:
+    storage = open_storage(str(db))
+    noisy_study(storage, "s", n=12, sigma=0.05, seed=1)
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+_KILLED_WRITER = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("PRAGMA wal_autocheckpoint=0")
+con.execute(
+    "INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, 'k', '1')"
+)
+con.commit()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+_URL = "postgresql://u:secretpw@127.0.0.1:9/db"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", *QUAD, "--storage", _URL, "--progress", "none"],
+        ["review", _URL],
+        ["review", _URL, "--study", "s"],
+        ["verify", _URL, "--study", "s", *QUAD[:1]],
+        ["meta-train", "--from", _URL, "-o", "p.safetensors"],
+    ],
+    ids=["run", "review-list", "review", "verify", "meta-train"],
+)
+def test_a_storage_password_is_never_printed(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "secretpw" not in out + err
+    assert "u:***@127.0.0.1" in err
+    assert list(tmp_path.iterdir()) == []
