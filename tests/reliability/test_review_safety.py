@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, SCRIPTS
-from tests.review.conftest import noisy_study
+from tests.review.conftest import fingerprint, noisy_study
 from tuner.cli import main
 from tuner.studies import open_storage
 
@@ -31,6 +35,20 @@ con.execute(
 con.commit()
 os.kill(os.getpid(), signal.SIGKILL)
 """
+
+
+def test_review_of_a_wal_left_by_a_killed_runner_changes_no_file(tmp_path, capsys):
+    db = tmp_path / "k.db"
+    _wal_study(db)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(db)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert Path(f"{db}-wal").stat().st_size > 0 and Path(f"{db}-shm").exists()
+    before = fingerprint(tmp_path)
+    assert main(["review", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["studies"][0]["study"] == "s"
+    assert main(["review", str(db), "--study", "s", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"]["complete"] == 12
+    assert fingerprint(tmp_path) == before
 
 
 _URL = "postgresql://u:secretpw@127.0.0.1:9/db"

@@ -45,6 +45,8 @@ from tuner.studies import (
     TrialAttr,
     canonical_trial_attrs,
     check_sqlite_file,
+    connect_read_only,
+    is_orphaned_wal,
     is_wal_database,
     normalize_url,
     public_url,
@@ -318,6 +320,9 @@ def _reading(db: Path) -> Iterator[_Reader]:
                 yield _Reader(con, db, before)
             finally:
                 con.close()
+        elif is_orphaned_wal(db):  # a killed writer's WAL: mode=ro would rebuild its -shm
+            with contextlib.closing(connect_read_only(db)) as con:
+                yield _Reader(con, db, None)
         else:
             with _connect_ro(db) as con:
                 yield _Reader(con, db, None)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
 import sqlite3
+import struct
 import tempfile
 import time
 import urllib.parse
@@ -37,6 +39,7 @@ __all__ = [
     "check_sqlite_file",
     "connect_read_only",
     "default_storage_url",
+    "is_orphaned_wal",
     "is_wal_database",
     "load_study",
     "normalize_url",
@@ -180,17 +183,59 @@ _OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 def connect_read_only(db: Path) -> sqlite3.Connection:
     """An SQLite connection that reads ``db`` without writing anything, beside it included.
 
+    * WAL left by a killed writer (:func:`is_orphaned_wal`): a private copy;
     * rollback-journal database: ``mode=ro`` (shared locks only);
     * WAL database that no writer has open (no ``-wal`` content): ``immutable=1``, since a
       ``mode=ro`` reader would create the ``-shm`` file;
     * WAL database being written (``-wal`` and ``-shm`` exist): ``mode=ro``, which uses the
       writer's files and creates none.
     """
+    if is_orphaned_wal(db):
+        return sqlite3.connect(_wal_copy(db), timeout=30, check_same_thread=False)
     path = urllib.parse.quote(str(db.resolve()))
     wal = Path(f"{db}-wal")
     live = wal.exists() and wal.stat().st_size > 0 and Path(f"{db}-shm").exists()
     query = "immutable=1" if is_wal_database(db) and not live else "mode=ro"
     return sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=30, check_same_thread=False)
+
+
+# SQLite's unix VFS: every connection that has a WAL database open holds a shared lock on
+# this byte of the -shm file (the "dead man switch").
+_SHM_DMS_BYTE = 128
+
+
+def is_orphaned_wal(db: Path) -> bool:
+    """Whether ``db`` has WAL content that no open connection owns (its writer was killed).
+
+    A ``mode=ro`` reader would then rebuild the ``-shm`` index in place: such a database is
+    read through a private copy. Where the lock cannot be tested, the WAL counts as owned.
+    """
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    try:
+        if wal.stat().st_size == 0 or not shm.is_file():
+            return False
+        with open(shm, "rb") as f:
+            query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS_BYTE, 1, 0)
+            answer = fcntl.fcntl(f.fileno(), fcntl.F_GETLK, query)
+    except (OSError, AttributeError):  # gone, unreadable, or not a POSIX system
+        return False
+    return struct.unpack("hhqqi", answer)[0] == fcntl.F_UNLCK
+
+
+_wal_copies: dict[tuple[str, int, int, int, int], Path] = {}
+
+
+def _wal_copy(db: Path) -> Path:
+    """A private copy of ``db`` and its ``-wal`` (made once per state of the two files)."""
+    wal = Path(f"{db}-wal")
+    st, wst = db.stat(), wal.stat()
+    key = (str(db.resolve()), st.st_size, st.st_mtime_ns, wst.st_size, wst.st_mtime_ns)
+    if key not in _wal_copies:
+        copy = _private_copy_dir() / db.name
+        shutil.copyfile(db, copy)
+        shutil.copyfile(wal, f"{copy}-wal")
+        _wal_copies[key] = copy
+    return _wal_copies[key]
 
 
 def is_wal_database(db: Path) -> bool:
