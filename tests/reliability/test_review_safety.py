@@ -18,6 +18,17 @@ from tuner.studies import open_storage
 QUAD = [str(SCRIPTS / "quad.py"), "--space", str(REPO / "tests" / "spaces" / "quad.yaml")]
 
 
+def test_a_journal_study_is_labelled_by_its_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", *QUAD, "--storage", "j.log", "--n-trials", "2", "--progress", "none"]
+    assert main(argv) == 0
+    assert "review it: mttune review j.log --study quad" in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["storage"] == "j.log"
+    assert "JournalFileBackend" not in json.dumps(summary)
+
+
 def _wal_study(db: Path) -> None:
     storage = open_storage(str(db))
     noisy_study(storage, "s", n=12, sigma=0.05, seed=1)

@@ -173,14 +173,17 @@ def best_trial(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | 
 
 
 def storage_label(study: optuna.Study) -> str:
-    """The URL of the study's storage (for messages and ``mttune review``), else its type.
+    """The storage's masked URL, a journal's path, else its type (for messages and --json).
 
     A password in the URL is masked: the label is printed and written to ``--json``.
     """
     storage: Any = study._storage
     inner = getattr(storage, "_backend", storage)
     url = getattr(inner, "url", None)
-    return public_url(str(url)) if url else type(inner).__name__
+    if url:
+        return public_url(str(url))
+    journal = getattr(inner, "_file_path", None)  # optuna's JournalFileBackend
+    return str(journal) if journal else type(inner).__name__
 
 
 def recover_interrupted(
