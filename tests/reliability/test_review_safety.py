@@ -36,6 +36,30 @@ def _wal_study(db: Path) -> None:
     storage.engine.dispose()
 
 
+def test_review_html_onto_the_study_database_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "ah.db"
+    _wal_study(db)
+    before = fingerprint(tmp_path)
+    for target in ("ah.db", "./sub/../ah.db", str(db)):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert main(["review", "ah.db", "--study", "s", "--html", target]) == 1
+        err = capsys.readouterr().err
+        assert "study's own" in err or "database" in err
+        (tmp_path / "sub").rmdir()
+        assert fingerprint(tmp_path) == before
+
+
+def test_review_html_over_another_database_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _wal_study(tmp_path / "ah.db")
+    _wal_study(tmp_path / "other.db")
+    before = fingerprint(tmp_path)
+    assert main(["review", "ah.db", "--study", "s", "--html", "other.db"]) == 1
+    assert "SQLite database" in capsys.readouterr().err
+    assert fingerprint(tmp_path) == before
+
+
 _KILLED_WRITER = """
 import os, signal, sqlite3, sys
 con = sqlite3.connect(sys.argv[1])
