@@ -135,3 +135,12 @@ def test_verify_takes_script_arguments_after_dashdash(tmp_path, monkeypatch):
     assert main([*run, "--", "--epochs", "5"]) == 0
     verify = ["verify", "studies/s.db", "--study", "s", "echo", "--top-k", "1", "--repeats", "2"]
     assert main([*verify, "--perturb", "0", "--", "--epochs", "5"]) == 0
+
+
+def test_a_heartbeat_beyond_any_clock_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", *QUAD, "--heartbeat", str(10**20), "--progress", "none"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--heartbeat" in err and "Traceback" not in err
+    assert _nothing_written(tmp_path)
