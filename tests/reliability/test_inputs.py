@@ -137,6 +137,21 @@ def test_verify_takes_script_arguments_after_dashdash(tmp_path, monkeypatch):
     assert main([*verify, "--perturb", "0", "--", "--epochs", "5"]) == 0
 
 
+def test_an_over_long_study_name_or_storage_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    long = "s" * 300
+    for argv in (
+        ["run", *QUAD, "--study", long, "--progress", "none"],
+        ["run", *QUAD, "--storage", f"{long}.db", "--progress", "none"],
+        ["review", f"{long}.db"],
+        ["review", f"{long}.log"],
+    ):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "too long" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_heartbeat_beyond_any_clock_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["run", *QUAD, "--heartbeat", str(10**20), "--progress", "none"]

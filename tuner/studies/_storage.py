@@ -142,9 +142,11 @@ def open_storage(
     """
     url = normalize_url(location)
     if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
+        _check_path_length(Path(url))
         return _open_journal(Path(url), read_only=read_only)
     db = sqlite_path(url)
     if db is not None:
+        _check_path_length(db)
         return _open_sqlite(
             db,
             read_only=read_only,
@@ -248,12 +250,35 @@ def is_wal_database(db: Path) -> bool:
     return len(header) >= 20 and header[18] == 2
 
 
+def _check_path_length(path: Path) -> None:
+    """Refuse a storage path the file system cannot name (a name or path too long).
+
+    Raises:
+        StorageError: naming the limit and the way round it.
+    """
+    full = path.absolute()
+    folder = next((p for p in full.parents if os.path.isdir(p)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max(len(os.fsencode(part)) for part in full.parts)
+    if longest > name_max or len(os.fsencode(full)) >= path_max:
+        text = str(path)
+        raise StorageError(
+            f"{text[:60]}...: the storage path is too long for the file system ({len(text)} "
+            f"characters, {longest} in one name; at most {name_max}). Use a shorter --study "
+            "name or --storage path."
+        )
+
+
 def check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
     """Fail clearly on a path that is not an SQLite database with Optuna tables.
 
     With ``for_writing``, an empty database (or one whose Optuna tables are still being
     created by another process) is accepted: opening it creates the tables.
     """
+    _check_path_length(db)
     if not db.exists():
         raise StorageError(
             f"{db}: no such study database. Check the path, or list studies with "
