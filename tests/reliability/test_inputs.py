@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
 import time
 
 import optuna
@@ -159,3 +161,25 @@ def test_a_heartbeat_beyond_any_clock_is_refused(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--heartbeat" in err and "Traceback" not in err
     assert _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["run", "review"])
+def test_a_fifo_as_storage_is_refused_without_hanging(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("pipe.db", "pipe.log"):
+        os.mkfifo(tmp_path / name)
+        argv = (
+            ["run", *QUAD, "--storage", name, "--progress", "none"]
+            if command == "run"
+            else ["review", name]
+        )
+        result: list[int] = []
+        worker = threading.Thread(target=lambda a=argv, r=result: r.append(main(a)), daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        if worker.is_alive():  # unblock the thread stuck opening the FIFO, then fail
+            with open(tmp_path / name, "wb"):
+                pass
+            pytest.fail(f"mttune {command} hangs on a FIFO as --storage")
+        assert result == [1]
+        assert "not a regular file" in capsys.readouterr().err

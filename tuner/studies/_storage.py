@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import struct
 import tempfile
 import time
@@ -142,11 +143,11 @@ def open_storage(
     """
     url = normalize_url(location)
     if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
-        _check_path_length(Path(url))
+        _check_local_path(Path(url))
         return _open_journal(Path(url), read_only=read_only)
     db = sqlite_path(url)
     if db is not None:
-        _check_path_length(db)
+        _check_local_path(db)
         return _open_sqlite(
             db,
             read_only=read_only,
@@ -250,12 +251,28 @@ def is_wal_database(db: Path) -> bool:
     return len(header) >= 20 and header[18] == 2
 
 
-def _check_path_length(path: Path) -> None:
-    """Refuse a storage path the file system cannot name (a name or path too long).
+def _check_local_path(path: Path) -> None:
+    """Refuse a storage path that is too long, or that is a FIFO, socket or device.
+
+    A FIFO would block its reader for good.
 
     Raises:
-        StorageError: naming the limit and the way round it.
+        StorageError: naming the rule and the way round it.
     """
+    _check_path_length(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the caller says so in its own words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: the caller says so
+        raise StorageError(
+            f"{path}: not a regular file (a FIFO, socket or device); a study storage is an "
+            "SQLite or journal file. Pass the path of one."
+        )
+
+
+def _check_path_length(path: Path) -> None:
+    """Refuse a path the file system cannot name (one name or the whole path too long)."""
     full = path.absolute()
     folder = next((p for p in full.parents if os.path.isdir(p)), Path("/"))
     try:
@@ -278,7 +295,7 @@ def check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
     With ``for_writing``, an empty database (or one whose Optuna tables are still being
     created by another process) is accepted: opening it creates the tables.
     """
-    _check_path_length(db)
+    _check_local_path(db)
     if not db.exists():
         raise StorageError(
             f"{db}: no such study database. Check the path, or list studies with "
