@@ -183,3 +183,13 @@ def test_a_fifo_as_storage_is_refused_without_hanging(command, tmp_path, monkeyp
             pytest.fail(f"mttune {command} hangs on a FIFO as --storage")
         assert result == [1]
         assert "not a regular file" in capsys.readouterr().err
+
+
+def test_an_in_memory_sqlite_url_runs_without_warnings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["run", *QUAD, "--storage", "sqlite://", "--n-trials", "2", "--progress", "none"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "no such table" not in err and "warning" not in err.lower()

@@ -30,6 +30,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
 
 from tuner._errors import MttuneError
 
@@ -155,6 +156,10 @@ def open_storage(
             grace_period=grace_period,
             stale_trial_callback=stale_trial_callback,
         )
+    engine_kwargs: dict = {}
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # one in-memory database for every thread (the heartbeat's too), not one each
+        engine_kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     try:
         if read_only:
             return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=False)
@@ -162,6 +167,7 @@ def open_storage(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
                 url,
+                engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=stale_trial_callback,
