@@ -107,3 +107,42 @@ def test_a_storage_password_is_never_printed(argv, tmp_path, monkeypatch, capsys
     assert "secretpw" not in out + err
     assert "u:***@127.0.0.1" in err
     assert list(tmp_path.iterdir()) == []
+
+
+_TAMPER = {
+    "categorical index out of range": (
+        "UPDATE trial_params SET param_value = 99 WHERE param_name = 'opt' AND trial_id = 3"
+    ),
+    "malformed distribution_json": (
+        "UPDATE trial_params SET distribution_json = '{not json' "
+        "WHERE trial_id = 4 AND param_name = 'x'"
+    ),
+    "text value": "UPDATE trial_values SET value = 'abc' WHERE trial_id = 5",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TAMPER))
+def test_review_of_tampered_study_rows(kind, tmp_path, capsys):
+    import optuna
+
+    db = tmp_path / "t.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    study.optimize(
+        lambda t: (
+            t.suggest_float("x", -1, 1) ** 2 + (t.suggest_categorical("opt", ["a", "b"]) == "a")
+        ),
+        n_trials=12,
+    )
+    del study
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        assert con.execute(_TAMPER[kind]).rowcount == 1
+    code = main(["review", str(db), "--study", "s", "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    if code == 0:
+        report = json.loads(out)
+        assert report["trials"]["total"] == 12
+    else:
+        assert code == 1 and "t.db" in err and "edited or is damaged" in err
