@@ -146,3 +146,17 @@ def test_review_of_tampered_study_rows(kind, tmp_path, capsys):
         assert report["trials"]["total"] == 12
     else:
         assert code == 1 and "t.db" in err and "edited or is damaged" in err
+
+
+def test_review_after_a_verify_whose_every_run_failed_says_so(tmp_path, capsys):
+    db = tmp_path / "v.db"
+    _wal_study(db)
+    failing = tmp_path / "fail.sh"
+    failing.write_text("#!/bin/sh\necho 'boom' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    verify = ["verify", str(db), "--study", "s", str(failing), "--top-k", "1", "--repeats", "2"]
+    assert main([*verify, "--perturb", "0"]) == 3  # no run completed
+    capsys.readouterr()
+    assert main(["review", str(db), "--study", "s", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert any("every run failed" in note for note in report["notes"]), report["notes"]
