@@ -14,7 +14,9 @@ Exit codes (as the Optuna CLI: 0 success, non-zero failure):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 import threading
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser(argv).parse_args(argv)
+    args = _parse(build_parser(argv), argv)
     # mttune relies on Optuna's heartbeat on purpose; its "experimental" notices are noise here.
     import optuna
 
@@ -155,6 +157,29 @@ def _closed_pipe() -> int:
     except (OSError, ValueError):  # stdout is no file descriptor (embedded, tests)
         pass
     return EXIT_BROKEN_PIPE
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; for a command that runs a script, what follows ``--`` is the script's.
+
+    argparse alone fills the positionals in one go, so ``run f.py --space s.yaml -- --epochs
+    5`` would leave ``--epochs 5`` unrecognised. When the part before ``--`` does not parse
+    on its own (the script itself follows ``--``), argparse reads the whole line as before.
+    """
+    if "--" in argv:
+        cut = argv.index("--")
+        try:
+            with (
+                contextlib.redirect_stderr(io.StringIO()),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
+                head = parser.parse_args(argv[:cut])
+        except SystemExit:
+            head = None
+        if head is not None and hasattr(head, "script_args"):
+            head.script_args = [*head.script_args, *argv[cut + 1 :]]
+            return head
+    return parser.parse_args(argv)
 
 
 def _quiet_storage_threads(err: Console) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -119,11 +121,37 @@ def _check_review_args(args: argparse.Namespace) -> None:
         raise MttuneError(
             f"--perturb must be between 0 and 0.5 (a share of each range), got {args.perturb}."
         )
+    if args.html:
+        _check_html_target(Path(args.html), args.storage)
+
+
+def _check_html_target(target: Path, storage: str) -> None:
+    """Refuse an ``--html`` path that is the study's own storage, or any SQLite database."""
+    from tuner._errors import MttuneError
+    from tuner.studies import normalize_url, sqlite_path
+
+    if not target.is_file():
+        return  # a new file; a folder or a FIFO fails when written, before anything prints
+    url = normalize_url(storage)
+    db = sqlite_path(url) if "://" in url else Path(url)
+    own = [] if db is None else [db, *(Path(f"{db}{s}") for s in ("-wal", "-shm", "-journal"))]
+    if any(p.exists() and os.path.samefile(p, target) for p in own):
+        raise MttuneError(
+            f"--html {target}: that is the study's own storage file, which the report would "
+            "replace. Pass another path, e.g. --html report.html."
+        )
+    with open(target, "rb") as f:
+        if f.read(16) == b"SQLite format 3\x00":
+            raise MttuneError(
+                f"--html {target}: that file is an SQLite database; mttune does not overwrite "
+                "it with a report. Pass another path, e.g. --html report.html."
+            )
 
 
 def handle_review(args: argparse.Namespace) -> int:
     """Run ``mttune review``."""
     from tuner.review import build_review, list_studies, print_review, print_studies, write_html
+    from tuner.studies import public_url
 
     _check_review_args(args)
     out = make_console()
@@ -132,7 +160,7 @@ def handle_review(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"studies": [s.to_dict() for s in studies]}, indent=2))
         else:
-            print_studies(studies, args.storage, out)
+            print_studies(studies, public_url(args.storage), out)
         return 0
     review = build_review(
         args.storage, args.study, top_k=args.top_k, perturb=args.perturb, seed=args.seed

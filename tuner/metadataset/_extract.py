@@ -32,6 +32,7 @@ from tuner.studies import (
     StudyAttr,
     normalize_url,
     open_storage,
+    public_url,
     recorded_space,
     space_of_trials,
     sqlite_path,
@@ -255,7 +256,7 @@ def _labels(sources: Sequence[str]) -> dict[str, str]:
     """
 
     def base(src: str) -> str:
-        return os.path.basename(src) if "://" not in src else src
+        return os.path.basename(src) if "://" not in src else public_url(src)
 
     counts = collections.Counter(base(s) for s in sources)
     return {s: base(s) if counts[base(s)] == 1 else os.path.normpath(s) for s in sources}
@@ -368,11 +369,13 @@ def _read_studies(
     labels = _labels(expanded)
     out: list[_Study] = []
     for src in expanded:
-        report.sources.append(src)
+        report.sources.append(public_url(src))
         try:
             storage = open_storage(normalize_url(src), read_only=True)
         except StorageError as e:
-            raise MetaDatasetError(f"cannot read past studies from {src!r}: {e}") from None
+            raise MetaDatasetError(
+                f"cannot read past studies from {public_url(src)!r}: {e}"
+            ) from None
         for summary in storage.get_all_studies():
             name = summary.study_name
             if wanted is not None and name not in wanted:

@@ -33,7 +33,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    json_to_distribution,
+)
 from optuna.trial import TrialState
 
 from tuner._errors import MttuneError
@@ -45,8 +49,11 @@ from tuner.studies import (
     TrialAttr,
     canonical_trial_attrs,
     check_sqlite_file,
+    connect_read_only,
+    is_orphaned_wal,
     is_wal_database,
     normalize_url,
+    public_url,
     sqlite_path,
 )
 
@@ -317,11 +324,23 @@ def _reading(db: Path) -> Iterator[_Reader]:
                 yield _Reader(con, db, before)
             finally:
                 con.close()
+        elif is_orphaned_wal(db):  # a killed writer's WAL: mode=ro would rebuild its -shm
+            with contextlib.closing(connect_read_only(db)) as con:
+                yield _Reader(con, db, None)
         else:
             with _connect_ro(db) as con:
                 yield _Reader(con, db, None)
     except sqlite3.DatabaseError as e:
         raise StorageError(f"{db}: cannot read the SQLite database: {e}") from None
+    except _DamagedRow as e:
+        raise StorageError(
+            f"{db}: {e}; the database was edited or is damaged. Restore it from a copy, or "
+            "delete that trial's rows."
+        ) from None
+
+
+class _DamagedRow(Exception):
+    """A study row no Optuna could have written (found while reading it)."""
 
 
 @contextlib.contextmanager
@@ -468,7 +487,7 @@ def _sql_study(
     names = _column_order(user_attrs, latest)
     matrix, cells = params.matrix(n, names, latest)
     return StudyData(
-        storage=location,
+        storage=public_url(location),
         name=study_name,
         direction=direction,
         user_attrs=user_attrs,
@@ -494,8 +513,11 @@ def _sql_values(con: _Reader, sid: int, index: dict[int, int]) -> np.ndarray:
             value = math.inf
         elif value_type == "INF_NEG":
             value = -math.inf
-        if value is not None:
-            values[index[tid]] = value
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _DamagedRow(f"trial_values of trial_id {tid} holds {value!r}, not a number")
+        values[index[tid]] = value
     return values
 
 
@@ -564,7 +586,12 @@ class _SqlParams:
     def distribution(self, text: str) -> BaseDistribution:
         """A distribution from its JSON (decoded once)."""
         if text not in self._decoded:
-            self._decoded[text] = json_to_distribution(text)
+            try:
+                self._decoded[text] = json_to_distribution(text)
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise _DamagedRow(
+                    f"a parameter's distribution_json {text[:80]!r} is not a distribution ({e})"
+                ) from None
         return self._decoded[text]
 
     def latest(self) -> dict[str, BaseDistribution]:
@@ -599,7 +626,31 @@ class _SqlParams:
             for key, dist in list(cells.items()):
                 if dist == latest[names[key[1]]]:
                     del cells[key]
+        _check_choices(matrix, names, latest, cells)
         return matrix, cells
+
+
+def _check_choices(
+    matrix: np.ndarray,
+    names: list[str],
+    latest: dict[str, BaseDistribution],
+    cells: dict[tuple[int, int], BaseDistribution],
+) -> None:
+    """Fail on a categorical value that is no index of its choices (one pass per column)."""
+    for j, name in enumerate(names):
+        dist = latest[name]
+        if not isinstance(dist, CategoricalDistribution):
+            continue
+        column = matrix[:, j]
+        bad = np.flatnonzero(
+            (column != np.inf) & ((column < 0) | (column >= len(dist.choices)) | (column % 1 != 0))
+        )
+        for i in bad:
+            if (int(i), j) not in cells:  # a cell of another distribution is checked by it
+                raise _DamagedRow(
+                    f"parameter {name!r} of trial row {int(i)} is choice index {column[i]:g}, "
+                    f"but it has {len(dist.choices)} choices"
+                )
 
 
 def _column_order(user_attrs: dict[str, Any], latest: Mapping[str, Any]) -> list[str]:
@@ -696,7 +747,7 @@ def _api_study(location: str, study_name: str, extra_attrs: Sequence[Attr] = ())
     names = _column_order(frozen.user_attrs, latest)
     matrix, cells = _api_matrix(trials, names, latest)
     return StudyData(
-        storage=location,
+        storage=public_url(location),
         name=study_name,
         direction=direction,
         user_attrs=dict(frozen.user_attrs),

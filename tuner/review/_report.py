@@ -201,12 +201,32 @@ def _notes(analysis: Analysis, fails: dict[str, Any]) -> list[str]:
     for name, reason in analysis.codec.skipped.items():
         notes.append(f"parameter {name!r} is not modelled: {reason}")
     rec = analysis.recommended
+    failed = _failed_repeats(analysis)
+    if failed:
+        notes.append(
+            f"mttune verify re-ran the recommended config {failed} time(s) with fresh seeds "
+            "and every run failed: its value does not reproduce. Read the failure reasons "
+            "before using it."
+        )
     if rec is not None and rec.method == "surrogate":
         notes.append(
             "the intervals come from a model of the study, not from repeated runs; "
             "'mttune verify' measures them."
         )
     return notes
+
+
+def _failed_repeats(analysis: Analysis) -> int:
+    """Failed verify repeats of the recommended config when none of them completed, else 0."""
+    rec, data = analysis.recommended, analysis.data
+    if rec is None or rec.group.repeat_rows:
+        return 0
+    numbers = set(rec.group.numbers(data))
+    return sum(
+        1
+        for i in np.flatnonzero(data.states == "FAIL").tolist()
+        if data.tags.get(i, {}).get("kind") == "repeat" and data.tags[i].get("of") in numbers
+    )
 
 
 def _confidence(analysis: Analysis) -> dict[str, Any]:

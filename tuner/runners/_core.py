@@ -116,7 +116,11 @@ class RunOptions:
                 "--seed must be in 0..4294967295",
                 self.seed,
             ),
-            (self.heartbeat >= 1, "--heartbeat must be >= 1", self.heartbeat),
+            (
+                1 <= self.heartbeat <= 86400,
+                "--heartbeat must be between 1 and 86400 (a day)",
+                self.heartbeat,
+            ),
             (
                 self.max_output_bytes >= 1024,
                 "--max-output-bytes must be >= 1024",

@@ -8,7 +8,9 @@ the script itself prints is redirected to stderr so that it cannot corrupt the p
 Protocol lines written here:
 
 * ``{"step": s, "value": v, ...}`` for each ``report(step, value, **extra_metrics)`` call;
-* ``{"value": v}`` or the returned dict (``{"val_loss": ..., "acc": ...}``) at the end.
+* ``{"__mttune_result__": {...}}`` at the end: ``{"value": v}`` or the returned dict
+  (``{"val_loss": ..., "acc": ...}``), wrapped so that a result with a ``step`` or ``epoch``
+  key is never taken for an intermediate report.
 
 Only the standard library is used.
 """
@@ -22,6 +24,8 @@ import os
 import sys
 import traceback
 from numbers import Real
+
+RESULT_KEY = "__mttune_result__"  # the parent's protocol reads the final result under it
 
 
 def _jsonable(value: object) -> object:
@@ -88,14 +92,14 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return 1
     if isinstance(result, dict):
-        emit({str(k): _jsonable(v) for k, v in result.items()})
+        emit({RESULT_KEY: {str(k): _jsonable(v) for k, v in result.items()}})
     elif result is None:
         print("mttune: train() returned None; return a number or a dict", file=sys.stderr)
         return 3
     else:
         value = _jsonable(result)
         if isinstance(value, float | int) and not isinstance(value, bool):
-            emit({"value": float(value) if not math.isnan(value) else float("nan")})
+            emit({RESULT_KEY: {"value": float(value) if not math.isnan(value) else float("nan")}})
         else:
             print(
                 f"mttune: train() returned {result!r}; return a number or a dict", file=sys.stderr

@@ -13,7 +13,9 @@ Two forms of script are supported (see ``docs/scripts.md``):
 Every trial also gets ``MTTUNE_SEED``, ``MTTUNE_TRIAL_NUMBER`` and ``MTTUNE_STUDY``.
 Each failure mode (non-zero exit, signal, timeout, NaN/inf, no or garbage output, output
 over the limit) gives a FAILED outcome with a one-line reason and the stderr tail; the
-process group is always killed so no child outlives its trial.
+process group is always killed so no child outlives its trial, and on Linux so are the
+processes that left it (``setsid`` daemons), found by the ``MTTUNE_TRIAL_TOKEN`` variable
+each trial's processes inherit.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from tuner._errors import MttuneError
+from tuner.runners._harness import RESULT_KEY as _RESULT_KEY
 
 __all__ = [
     "ScriptError",
@@ -49,6 +53,9 @@ __all__ = [
 _HARNESS = Path(__file__).with_name("_harness.py")
 _STDERR_TAIL_BYTES = 4096
 _KILL_GRACE_SECONDS = 3.0
+# Every process of a trial inherits this variable: the ones that left its process group
+# (setsid daemons) are found by it when the trial ends.
+_TOKEN_VAR = "MTTUNE_TRIAL_TOKEN"
 DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 
 Form = Literal["python", "command"]
@@ -310,6 +317,11 @@ class _Run:
                 self.text_lines += 1
                 self.last_text = line.strip()[:200]
             return
+        if self.spec.form == "python" and set(record) == {_RESULT_KEY}:
+            # the harness's final line: a returned dict is the result, whatever its keys
+            if isinstance(record[_RESULT_KEY], dict):
+                self.records.append(record[_RESULT_KEY])
+            return
         step = _step_of(record)
         if step is None:
             self.records.append(record)
@@ -434,6 +446,28 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
+def _kill_strays(token: str) -> None:
+    """SIGKILL the trial's processes that escaped its process group (``setsid`` daemons).
+
+    They are found by the trial's token in their environment (Linux ``/proc``; elsewhere,
+    and for a process that exec'd with a fresh environment, this finds nothing).
+    """
+    needle = f"{_TOKEN_VAR}={token}".encode()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def run_script(
     spec: ScriptSpec,
     params: Mapping[str, Any],
@@ -476,6 +510,7 @@ def run_script(
     if seed is not None:
         child_env["MTTUNE_SEED"] = str(seed)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env[_TOKEN_VAR] = uuid.uuid4().hex
     run = _Run(spec, on_report, max_output_bytes)
     start = time.monotonic()
     try:
@@ -489,7 +524,7 @@ def run_script(
             start_new_session=True,
             preexec_fn=_parent_death_signal() if die_with_parent else None,
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
         return TrialOutcome("failed", reason=f"cannot start the script: {e}", duration=0.0)
     try:
         _pump(
@@ -508,6 +543,7 @@ def run_script(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # reap orphaned children of the script
     exit_code = proc.wait()
+    _kill_strays(child_env[_TOKEN_VAR])
     for stream in (proc.stdout, proc.stderr):
         stream.close()
     return run.outcome(exit_code, time.monotonic() - start)
@@ -527,22 +563,16 @@ def _pump(
     for stream in (proc.stdout, proc.stderr):
         os.set_blocking(stream.fileno(), False)
         sel.register(stream, selectors.EVENT_READ)
+    limits = _Limits(timeout, deadline, cancel)
     exited_at: float | None = None  # then: when output last came (drained until quiet)
     try:
         while sel.get_map():
             now = time.monotonic()
-            if deadline is not None and now >= deadline and exited_at is None:
-                if proc.poll() is None:  # the script's time, not the time to read its output
-                    run.stop("failed", f"timed out after {timeout:g} s (--trial-timeout); killed")
-                    break
-                exited_at = now
-            if cancel is not None and cancel.is_set():
-                run.stop("failed", "cancelled: the runner is stopping")
+            if limits.reached(run, now, proc):
                 break
             if exited_at is not None and now - exited_at > 1.0:
                 break  # the script exited and a child of it holds the pipes open, quiet
-            wait = 0.2 if deadline is None or exited_at else min(0.2, max(0.0, deadline - now))
-            for key, _ in sel.select(timeout=wait):
+            for key, _ in sel.select(timeout=limits.poll_interval(now)):
                 data = _read_some(key.fileobj)
                 if data is None:
                     continue
@@ -559,9 +589,47 @@ def _pump(
             if exited_at is None and proc.poll() is not None:
                 exited_at = time.monotonic()
         if run.stop_state is None:
+            _await_exit(proc, run, limits)
+        if run.stop_state is None:
             run.feed_stdout(b"", final=True)
     finally:
         sel.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """When a running trial must stop: its deadline (``--trial-timeout``) or a cancel."""
+
+    timeout: float | None
+    deadline: float | None
+    cancel: threading.Event | None
+
+    def reached(self, run: _Run, now: float, proc: subprocess.Popen[bytes]) -> bool:
+        """Stop ``run`` (saying why) once cancelled, or past the deadline while ``proc`` runs.
+
+        The timeout measures the script: one that exited in time is read to the end.
+        """
+        if self.deadline is not None and now >= self.deadline and proc.poll() is None:
+            run.stop("failed", f"timed out after {self.timeout:g} s (--trial-timeout); killed")
+        elif self.cancel is not None and self.cancel.is_set():
+            run.stop("failed", "cancelled: the runner is stopping")
+        return run.stop_state is not None
+
+    def poll_interval(self, now: float) -> float:
+        """Seconds to wait for output before looking at the limits again."""
+        if self.deadline is None or now >= self.deadline:
+            return 0.2
+        return min(0.2, self.deadline - now)
+
+
+def _await_exit(proc: subprocess.Popen[bytes], run: _Run, limits: _Limits) -> None:
+    """Wait for a script that closed its output but runs on: a result it printed counts."""
+    while proc.poll() is None:
+        now = time.monotonic()
+        if limits.reached(run, now, proc):
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=limits.poll_interval(now))
 
 
 _PR_SET_PDEATHSIG = 1

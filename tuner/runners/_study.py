@@ -16,14 +16,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from tuner._errors import MttuneError
 from tuner.runners._choices import PRUNERS, SAMPLERS
 from tuner.runners._liveness import runner_state
 from tuner.runners._protocol import TrialOutcome
-from tuner.studies import StudyAttr, TrialAttr
+from tuner.studies import StudyAttr, TrialAttr, public_url
 
 __all__ = [
     "StudyCounts",
@@ -170,24 +168,17 @@ def best_trial(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial | 
 
 
 def storage_label(study: optuna.Study) -> str:
-    """The URL of the study's storage (for messages and ``mttune review``), else its type.
+    """The storage's masked URL, a journal's path, else its type (for messages and --json).
 
     A password in the URL is masked: the label is printed and written to ``--json``.
     """
     storage: Any = study._storage
     inner = getattr(storage, "_backend", storage)
     url = getattr(inner, "url", None)
-    return public_url(str(url)) if url else type(inner).__name__
-
-
-def public_url(url: str) -> str:
-    """``url`` with its password, if any, masked (``postgresql://u:***@host/db``)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url
-    # re-rendering percent-encodes a path's '@', '#', ':' or non-ASCII: only when needed
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
+    if url:
+        return public_url(str(url))
+    journal = getattr(inner, "_file_path", None)  # optuna's JournalFileBackend
+    return str(journal) if journal else type(inner).__name__
 
 
 def recover_interrupted(

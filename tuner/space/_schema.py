@@ -168,6 +168,11 @@ class SearchSpace:
         for name, spec in raw_params.items():
             if not isinstance(name, str) or not name:
                 raise SpaceError(f"{source}: parameter names must be non-empty strings: {name!r}.")
+            if "\0" in name:
+                raise SpaceError(
+                    f"{source}: parameter name {name!r} holds a NUL byte, which no command "
+                    "line or environment can carry; rename it."
+                )
             params[name] = _parse_param(name, spec, params, source)
         raw_name = data.get("name")
         return cls(
@@ -329,8 +334,38 @@ class SearchSpace:
 
 
 # ---------------------------------------------------------------------- loading
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicated mapping keys instead of overwriting."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe YAML loader that refuses duplicated mapping keys and aliases.
+
+    It is libyaml's where there is one (linear and fast on long lists). A duplicated key is
+    an error instead of an overwrite; an alias (``*name``) too, since a few hundred bytes of
+    nested aliases expand to gigabytes.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_aliases(node)
+        return super().construct_document(node)
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """Fail on a node reached twice, which only an alias makes (one pass over the nodes)."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "YAML aliases (*name) are not allowed in a search space; write the value out "
+                "in full",
+                node.start_mark,
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            todo.extend(n for pair in node.value for n in pair)
 
 
 def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
@@ -468,6 +503,11 @@ def _parse_categorical(spec: Mapping[str, Any], where: str) -> CategoricalDistri
             )
         if isinstance(c, float) and not math.isfinite(c):
             raise SpaceError(f"{where}: choice {c!r} must be finite.")
+        if isinstance(c, str) and "\0" in c:
+            raise SpaceError(
+                f"{where}: choice {c!r} holds a NUL byte, which no command line can carry; "
+                "remove it."
+            )
         # equal values hash alike (1 == 1.0 == True): one pass finds every duplicate
         if c in seen:
             raise SpaceError(
@@ -476,6 +516,10 @@ def _parse_categorical(spec: Mapping[str, Any], where: str) -> CategoricalDistri
             )
         seen[c] = c
     return CategoricalDistribution(list(choices))
+
+
+_MAX_SPAN = 1e307  # high - low; the samplers scale and shift ranges, which must stay finite
+_MAX_STEPS = 2**53  # grid points of a stepped float; bounds of an int
 
 
 def _parse_numeric(
@@ -502,6 +546,11 @@ def _parse_numeric(
         raise SpaceError(
             f"{where}: low ({low!r}) must be <= high ({high!r}); swap them or fix the bounds."
         )
+    if not high - low <= _MAX_SPAN:
+        raise SpaceError(
+            f"{where}: high - low ({high!r} - {low!r}) must be at most {_MAX_SPAN:g}, or the "
+            "samplers' arithmetic overflows; narrow the range or use 'log: true'."
+        )
     if log and low <= 0:
         raise SpaceError(
             f"{where}: log scale needs low > 0, got low={low!r}. Use a positive lower "
@@ -511,6 +560,11 @@ def _parse_numeric(
         return _int_distribution(low, high, step, log, where)
     if step is not None:
         n = (high - low) / step
+        if not n <= _MAX_STEPS:
+            raise SpaceError(
+                f"{where}: (high - low) / step is {n:g}: too many steps (at most 2**53, the "
+                "grid floats can hold); use a larger step or drop 'step'."
+            )
         if abs(n - round(n)) > 1e-8:
             raise SpaceError(
                 f"{where}: high - low ({high - low!r}) must be a multiple of step ({step!r})."
@@ -526,6 +580,12 @@ def _int_distribution(
     for key, v in (("low", low), ("high", high), ("step", step)):
         if v is not None and (isinstance(v, float) and not v.is_integer()):
             raise SpaceError(f"{where}: '{key}' of an int parameter must be whole: {v!r}.")
+    if max(abs(low), abs(high)) > _MAX_STEPS:
+        raise SpaceError(
+            f"{where}: an int parameter's bounds must lie within +-2**53 ({_MAX_STEPS}), the "
+            f"integers the samplers' floats hold exactly; got [{low!r}, {high!r}]. Use a float "
+            "parameter for a wider range."
+        )
     step_i = 1 if step is None else int(step)
     if (int(high) - int(low)) % step_i != 0:
         raise SpaceError(

@@ -13,10 +13,13 @@ import atexit
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import json
 import os
 import shutil
 import sqlite3
+import stat
+import struct
 import tempfile
 import time
 import urllib.parse
@@ -26,6 +29,9 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
 
 from tuner._errors import MttuneError
 from tuner.studies._journal import HeartbeatJournalStorage, SafeJournalFileBackend
@@ -37,10 +43,12 @@ __all__ = [
     "check_sqlite_file",
     "connect_read_only",
     "default_storage_url",
+    "is_orphaned_wal",
     "is_wal_database",
     "load_study",
     "normalize_url",
     "open_storage",
+    "public_url",
     "sqlite_path",
     "storage_failure",
 ]
@@ -64,6 +72,30 @@ def default_storage_url(study_name: str, directory: Path = DEFAULT_STUDIES_DIR) 
     """``sqlite:///studies/<study>.db``: where ``mttune run`` keeps a study by default."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
     return f"sqlite:///{directory / safe}.db"
+
+
+def public_url(url: str) -> str:
+    """``url`` with its password, if any, masked (``postgresql://u:***@host/db``).
+
+    Every message and report that names a storage names it through this.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    # re-rendering percent-encodes a path's '@', '#', ':' or non-ASCII: only when needed
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def _password(url: str) -> str | None:
+    if "://" not in url:
+        return None
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 def normalize_url(location: str) -> str:
@@ -114,10 +146,12 @@ def open_storage(
     """
     url = normalize_url(location)
     if url.endswith(_JOURNAL_SUFFIXES) and "://" not in url:
+        _check_local_path(Path(url))
         heartbeat = None if read_only else (heartbeat_interval, grace_period)
         return _open_journal(Path(url), heartbeat=heartbeat, callback=stale_trial_callback)
     db = sqlite_path(url)
     if db is not None:
+        _check_local_path(db)
         return _open_sqlite(
             db,
             read_only=read_only,
@@ -126,6 +160,10 @@ def open_storage(
             stale_trial_callback=stale_trial_callback,
         )
     _check_driver(url)
+    engine_kwargs: dict = {}
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # one in-memory database for every thread (the heartbeat's too), not one each
+        engine_kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     try:
         if read_only:
             return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=False)
@@ -134,13 +172,17 @@ def open_storage(
             return _racing_creation(
                 lambda: RDBStorage(
                     url,
+                    engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=stale_trial_callback,
                 )
             )
     except Exception as e:  # SQLAlchemy raises many types; all mean "cannot use it"
-        raise StorageError(f"cannot open storage {url!r}: {_first_line(e)}") from None
+        detail, password = _first_line(e), _password(url)
+        if password:  # a driver may quote the URL or its password back
+            detail = detail.replace(password, "***")
+        raise StorageError(f"cannot open storage {public_url(url)!r}: {detail}") from None
 
 
 # DB-API module SQLAlchemy imports -> (what to install, the mttune extra that has it)
@@ -191,17 +233,59 @@ _OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 def connect_read_only(db: Path) -> sqlite3.Connection:
     """An SQLite connection that reads ``db`` without writing anything, beside it included.
 
+    * WAL left by a killed writer (:func:`is_orphaned_wal`): a private copy;
     * rollback-journal database: ``mode=ro`` (shared locks only);
     * WAL database that no writer has open (no ``-wal`` content): ``immutable=1``, since a
       ``mode=ro`` reader would create the ``-shm`` file;
     * WAL database being written (``-wal`` and ``-shm`` exist): ``mode=ro``, which uses the
       writer's files and creates none.
     """
+    if is_orphaned_wal(db):
+        return sqlite3.connect(_wal_copy(db), timeout=30, check_same_thread=False)
     path = urllib.parse.quote(str(db.resolve()))
     wal = Path(f"{db}-wal")
     live = wal.exists() and wal.stat().st_size > 0 and Path(f"{db}-shm").exists()
     query = "immutable=1" if is_wal_database(db) and not live else "mode=ro"
     return sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=30, check_same_thread=False)
+
+
+# SQLite's unix VFS: every connection that has a WAL database open holds a shared lock on
+# this byte of the -shm file (the "dead man switch").
+_SHM_DMS_BYTE = 128
+
+
+def is_orphaned_wal(db: Path) -> bool:
+    """Whether ``db`` has WAL content that no open connection owns (its writer was killed).
+
+    A ``mode=ro`` reader would then rebuild the ``-shm`` index in place: such a database is
+    read through a private copy. Where the lock cannot be tested, the WAL counts as owned.
+    """
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    try:
+        if wal.stat().st_size == 0 or not shm.is_file():
+            return False
+        with open(shm, "rb") as f:
+            query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS_BYTE, 1, 0)
+            answer = fcntl.fcntl(f.fileno(), fcntl.F_GETLK, query)
+    except (OSError, AttributeError):  # gone, unreadable, or not a POSIX system
+        return False
+    return struct.unpack("hhqqi", answer)[0] == fcntl.F_UNLCK
+
+
+_wal_copies: dict[tuple[str, int, int, int, int], Path] = {}
+
+
+def _wal_copy(db: Path) -> Path:
+    """A private copy of ``db`` and its ``-wal`` (made once per state of the two files)."""
+    wal = Path(f"{db}-wal")
+    st, wst = db.stat(), wal.stat()
+    key = (str(db.resolve()), st.st_size, st.st_mtime_ns, wst.st_size, wst.st_mtime_ns)
+    if key not in _wal_copies:
+        copy = _private_copy_dir() / db.name
+        shutil.copyfile(db, copy)
+        shutil.copyfile(wal, f"{copy}-wal")
+        _wal_copies[key] = copy
+    return _wal_copies[key]
 
 
 def is_wal_database(db: Path) -> bool:
@@ -214,12 +298,51 @@ def is_wal_database(db: Path) -> bool:
     return len(header) >= 20 and header[18] == 2
 
 
+def _check_local_path(path: Path) -> None:
+    """Refuse a storage path that is too long, or that is a FIFO, socket or device.
+
+    A FIFO would block its reader for good.
+
+    Raises:
+        StorageError: naming the rule and the way round it.
+    """
+    _check_path_length(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the caller says so in its own words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: the caller says so
+        raise StorageError(
+            f"{path}: not a regular file (a FIFO, socket or device); a study storage is an "
+            "SQLite or journal file. Pass the path of one."
+        )
+
+
+def _check_path_length(path: Path) -> None:
+    """Refuse a path the file system cannot name (one name or the whole path too long)."""
+    full = path.absolute()
+    folder = next((p for p in full.parents if os.path.isdir(p)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max(len(os.fsencode(part)) for part in full.parts)
+    if longest > name_max or len(os.fsencode(full)) >= path_max:
+        text = str(path)
+        raise StorageError(
+            f"{text[:60]}...: the storage path is too long for the file system ({len(text)} "
+            f"characters, {longest} in one name; at most {name_max}). Use a shorter --study "
+            "name or --storage path."
+        )
+
+
 def check_sqlite_file(db: Path, *, for_writing: bool = False) -> None:
     """Fail clearly on a path that is not an SQLite database with Optuna tables.
 
     With ``for_writing``, an empty database (or one whose Optuna tables are still being
     created by another process) is accepted: opening it creates the tables.
     """
+    _check_local_path(db)
     if not db.exists():
         raise StorageError(
             f"{db}: no such study database. Check the path, or list studies with "
