@@ -1,10 +1,12 @@
 """Stage 4: the MAML prior: meta-training on ``torch.func``, calibrated predictions, files."""
 
+from tuner.prior._builtin import BUILTIN_DIR, builtin_names, builtin_path
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._file import (
     FORMAT,
     PriorFileError,
     load_prior,
+    resolve_prior,
     save_prior,
 )
 from tuner.prior._prior import (
@@ -18,6 +20,7 @@ from tuner.prior._prior import (
 from tuner.prior._train import meta_train, resolve_device
 
 __all__ = [
+    "BUILTIN_DIR",
     "FORMAT",
     "AdaptedPrior",
     "Calibration",
@@ -26,10 +29,13 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "PriorFileError",
+    "builtin_names",
+    "builtin_path",
     "diverse_top",
     "load_prior",
     "meta_train",
     "observation_targets",
     "resolve_device",
+    "resolve_prior",
     "save_prior",
 ]
