@@ -15,7 +15,9 @@ TPE runs ``--budget`` trials, the other methods ``--short-budget`` (default 20: 
 are the regret at 1, 5, 10 and 20 trials and the built-in prior at 10 against TPE at 50).
 
 Regret of a run at trial k: its best validation log-loss after k trials minus the best any run
-found on that data set. Tables go to ``--out`` (default ``benchmarks/results/builtin_xgboost``)::
+found on that data set. Tables go to ``--out`` (default ``benchmarks/results/builtin_xgboost``),
+the raw runs to ``<out>/raw/runs.jsonl`` (reused by the next run; ``--report-only``: tables
+of the runs done so far)::
 
     python -m benchmarks.builtin_xgboost --seeds 3 --budget 50 --short-budget 20 --workers 2
 """
@@ -118,7 +120,8 @@ def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
 def table(runs: Sequence[dict[str, Any]], budgets: Sequence[int]) -> str:
     """Markdown: mean regret (and mean best log-loss) per method at each budget."""
-    best = {d: min(min(r["values"]) for r in runs if r["dataset"] == d) for d in DATASETS}
+    present = {r["dataset"] for r in runs}
+    best = {d: min(min(r["values"]) for r in runs if r["dataset"] == d) for d in present}
     methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     head = "| method | " + " | ".join(f"regret @{b}" for b in budgets) + " | log-loss @1 / @10 |"
     lines = [head, "|" + "---|" * (len(budgets) + 2)]
@@ -141,7 +144,7 @@ def per_dataset(runs: Sequence[dict[str, Any]], budget: int) -> str:
         f"| data set (best log-loss after {budget}) | " + " | ".join(methods) + " |",
         "|" + "---|" * (len(methods) + 1),
     ]
-    for d in DATASETS:
+    for d in [d for d in DATASETS if any(r["dataset"] == d for r in runs)]:
         cells = []
         for m in methods:
             v = [min(r["values"][:budget]) for r in runs if r["method"] == m and r["dataset"] == d]
@@ -173,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in args.methods.split(",")
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = args.out / "runs.jsonl"
+    raw = args.out / "raw" / "runs.jsonl"
+    raw.parent.mkdir(exist_ok=True)
     done = _read(raw)
     todo = [j for j in jobs if j[:3] not in done or len(done[j[:3]]["values"]) < j[3]]
     if not args.report_only:
