@@ -96,7 +96,7 @@ def resolve_prior(path: str | os.PathLike[str]) -> Path:
     if builtin is not None:
         return builtin
     raise PriorFileError(
-        f"{os.fspath(path)}: no such prior file, and not a built-in prior "
+        f"{os.fspath(path)}: prior file not found, and not a built-in prior "
         f"(built-ins: {', '.join(builtin_names()) or 'none installed'}). Give a "
         "built-in name ('mttune prior list') or a .safetensors file from 'mttune meta-train'."
     )
