@@ -1,6 +1,7 @@
 """Benchmark suites: tasks with a search space and a vectorised objective.
 
-* ``yahpo:<scenario>``: YAHPO Gym ONNX surrogates (``rbv2_xgboost``, ``lcbench``) read from a
+* ``yahpo:<scenario>``: YAHPO Gym ONNX surrogates (``rbv2_xgboost``, ``lcbench``,
+  ``rbv2_rpart``) read from a
   data folder the user gives (e.g. ``../shared/data/yahpo``), evaluated with onnxruntime at
   full fidelity, as ``SOURCE.md`` there describes.
 * ``table:<folder>``: a generic tabular suite anyone can fill: ``<folder>/space.yaml`` and one
@@ -37,6 +38,18 @@ class Suite:
         raise NotImplementedError
 
 
+# the outputs of every rbv2_* scenario, in order
+_RBV2_OUTPUTS = [
+    "acc",
+    "bac",
+    "auc",
+    "brier",
+    "f1",
+    "logloss",
+    "timetrain",
+    "timepredict",
+    "memory",
+]
 _YAHPO = {
     "rbv2_xgboost": dict(
         cont=[
@@ -56,17 +69,7 @@ _YAHPO = {
             "repl",
         ],
         cat=["task_id", "booster", "num.impute.selected.cpo"],
-        outputs=[
-            "acc",
-            "bac",
-            "auc",
-            "brier",
-            "f1",
-            "logloss",
-            "timetrain",
-            "timepredict",
-            "memory",
-        ],
+        outputs=_RBV2_OUTPUTS,
         fidelity={"trainsize": 1.0, "repl": 10},
         task_param="task_id",
     ),
@@ -93,13 +96,26 @@ _YAHPO = {
         fidelity={"epoch": 52},
         task_param="OpenML_task_id",
     ),
+    "rbv2_rpart": dict(
+        cont=["cp", "maxdepth", "minbucket", "minsplit", "trainsize", "repl"],
+        cat=["task_id", "num.impute.selected.cpo"],
+        outputs=_RBV2_OUTPUTS,
+        fidelity={"trainsize": 1.0, "repl": 10},
+        task_param="task_id",
+    ),
 }
 
 
 class YahpoSuite(Suite):
-    """A YAHPO Gym scenario evaluated through its ONNX surrogate."""
+    """A YAHPO Gym scenario evaluated through its ONNX surrogate.
 
-    def __init__(self, scenario: str, data_dir: str | Path) -> None:
+    ``space`` replaces the scenario's space in ``search_spaces/`` (its parameters keep the
+    scenario's names; its objective names the output evaluated).
+    """
+
+    def __init__(
+        self, scenario: str, data_dir: str | Path, *, space: SearchSpace | None = None
+    ) -> None:
         import onnxruntime as ort
 
         if scenario not in _YAHPO:
@@ -113,7 +129,7 @@ class YahpoSuite(Suite):
             )
         self.name = f"yahpo:{scenario}"
         self.meta = _YAHPO[scenario]
-        self.space = load_space(REPO / "search_spaces" / f"{scenario}.yaml")
+        self.space = space or load_space(REPO / "search_spaces" / f"{scenario}.yaml")
         self.encoding = json.loads((folder / "encoding.json").read_text())
         cs = json.loads((folder / "config_space.json").read_text())
         task_hp = next(h for h in cs["hyperparameters"] if h["name"] == self.meta["task_param"])

@@ -42,7 +42,9 @@ examples:
   mttune run train.sh --space space.yaml --storage postgresql://user@host/db --n-jobs 4
   mttune meta-train --from 'studies/past/*.db' -o p.safetensors   # space from the studies
   mttune space infer 'studies/past/*.db' -o space.yaml
+  mttune prior list                                         # the built-in priors
   mttune prior show studies/mlp.prior.safetensors
+  mttune space from-prior xgboost -o space.yaml             # a built-in's default space
   mttune review studies/mlp-digits.db                       # list the studies
   mttune review studies/mlp-digits.db --study mlp-digits --html report.html
   mttune verify studies/mlp-digits.db --study mlp-digits examples/mlp_sklearn.py
@@ -60,11 +62,11 @@ _COMMANDS = {
         "configure_meta_train",
         "meta-learn a warm-start prior from past studies (MAML)",
     ),
-    "prior": ("tuner.cli._prior", "configure_prior", "inspect a prior file"),
+    "prior": ("tuner.cli._prior", "configure_prior", "list the built-in priors, inspect a prior"),
     "space": (
         "tuner.cli._space",
         "configure_space",
-        "infer the search space of past studies (YAML)",
+        "a search space as YAML: of past studies, or a prior's default",
     ),
     "review": (
         "tuner.cli._review",

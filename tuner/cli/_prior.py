@@ -1,4 +1,4 @@
-"""``mttune meta-train`` (past studies -> prior file) and ``mttune prior show``."""
+"""``mttune meta-train`` (past studies -> prior file), ``mttune prior list`` and ``show``."""
 
 from __future__ import annotations
 
@@ -96,16 +96,40 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
 
 def configure_prior(p: argparse.ArgumentParser) -> None:
     """The subcommands of ``mttune prior``."""
-    show = p.add_subparsers(dest="prior_command", metavar="SUBCOMMAND")
-    show.required = True
-    s = show.add_parser(
+    sub = p.add_subparsers(dest="prior_command", metavar="SUBCOMMAND")
+    sub.required = True
+    listing = sub.add_parser(
+        "list",
+        help="the built-in priors, one line each",
+        description="List the priors shipped with mttune (use their names with --prior).",
+    )
+    listing.set_defaults(handler=handle_list)
+    s = sub.add_parser(
         "show",
         help="what a prior was trained on and how well it validated",
         description="Print a prior's source studies, settings and validation.",
     )
-    s.add_argument("prior", help="prior file (.safetensors)")
+    s.add_argument("prior", help="prior file (.safetensors) or built-in name (mttune prior list)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=handle_show)
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    """Run ``mttune prior list``."""
+    from tuner.prior import builtin_names, load_prior
+
+    console = make_console()
+    for name in builtin_names():
+        prior = load_prior(name)
+        about = prior.info.get("builtin", {})
+        params = ", ".join(f.name for f in prior.features)
+        console.print(
+            f"{name:<14} {about.get('summary', '')}; {about.get('trials', '?')} trials; "
+            f"params {params}",
+            markup=False,
+            soft_wrap=True,
+        )
+    return 0
 
 
 def handle_meta_train(args: argparse.Namespace) -> int:
@@ -198,6 +222,16 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     used = sources.get("used", [])
     training = info.get("training", {})
     tasks = info.get("tasks", {})
+    about = info.get("builtin")
+    if about:
+        console.print(
+            Text(f"built-in prior {about.get('name')}", style="bold"),
+            f": {about.get('summary')}; {about.get('source')}",
+            f"; objective {about.get('objective')}",
+            sep="",
+            soft_wrap=True,
+        )
+        console.print(about.get("attribution", ""), markup=False, soft_wrap=True)
     console.print(
         "prior for space ",
         Text(prior.space.name or "?", style="bold"),
@@ -215,12 +249,17 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     for f in prior.features:
         presence = ", sometimes absent" if f.masked else ""
         aliases = f" (aliases {', '.join(f.aliases)})" if f.aliases else ""
-        console.print(f"  {f.name}{aliases}: {f.kind} {f.describe()}{presence}", markup=False)
+        meaning = f": {f.help}" if f.help else ""
+        console.print(
+            f"  {f.name}{aliases}: {f.kind} {f.describe()}{presence}{meaning}", markup=False
+        )
     console.print(
         f"ensemble of {prior.model.ensemble} MLPs ({prior.model.layers}x{prior.model.hidden}), "
         f"MAML {'first' if prior.maml.first_order else 'second'}-order, "
         f"{prior.maml.inner_steps} inner steps; trained {training.get('steps', '?')} steps "
-        f"(best {training.get('best_step', '?')}) in {training.get('seconds', '?')} s on "
+        f"(best {training.get('best_step', '?')})"
+        + (f" in {training['seconds']} s" if "seconds" in training else "")
+        + " on "
         f"{training.get('device', '?')}, seed {training.get('seed', '?')}"
     )
     validation = info.get("validation", {})

@@ -45,6 +45,8 @@ examples:
   mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml --n-trials 30
   mttune run examples/mlp_sklearn.py --space search_spaces/mlp.yaml \
       --prior studies/mlp.prior.safetensors      # warm-start from past studies
+  mttune run examples/xgboost_sklearn.py --space search_spaces/xgboost.yaml \
+      --prior xgboost                            # warm-start from a built-in prior
   mttune run train.sh --space space.yaml --study resnet --sampler random --seed 0
   mttune run train.py --space space.yaml --storage postgresql://me@db/optuna --n-jobs 4
   mttune run train.py --space space.yaml -- --epochs 5     # extra args for the script
@@ -87,7 +89,8 @@ def configure_run(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prior",
-        help="warm-start prior (.safetensors from mttune meta-train): tune with MetaPriorSampler",
+        help="warm-start prior: a built-in name (mttune prior list: xgboost, mlp, ...) or a "
+        ".safetensors file from mttune meta-train; tunes with MetaPriorSampler",
     )
     p.add_argument(
         "--pruner",

@@ -1,4 +1,4 @@
-"""``mttune space infer``: the search space of past studies, as a YAML file to edit."""
+"""``mttune space infer`` / ``from-prior``: a search space as a YAML file to edit."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ examples:
   mttune space infer studies/past/*.db -o space.yaml
   mttune space infer postgresql://me@db/optuna --study resnet-a resnet-b -o space.yaml
   mttune space infer runs.db                      # print the YAML
+"""
+
+_FROM_PRIOR_EPILOG = """\
+examples:
+  mttune space from-prior xgboost -o space.yaml   # a built-in prior's default space
+  mttune space from-prior p.safetensors           # print the YAML
 """
 
 
@@ -38,6 +44,20 @@ def configure_space(p: argparse.ArgumentParser) -> None:
     infer.add_argument("--study", dest="studies", nargs="+", metavar="NAME", help="only these")
     infer.add_argument("-o", "--output", help="YAML file to write (default: print it)")
     infer.set_defaults(handler=handle_infer)
+    from_prior = sub.add_parser(
+        "from-prior",
+        help="a prior's default search space (built-ins: one per family), as YAML",
+        description=(
+            "Write the search space a prior suggests for a new study: a built-in prior's "
+            "default space for its family (the names users write, ranges to edit), else the "
+            "space the prior was trained for."
+        ),
+        epilog=_FROM_PRIOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from_prior.add_argument("prior", help="built-in name (mttune prior list) or prior file")
+    from_prior.add_argument("-o", "--output", help="YAML file to write (default: print it)")
+    from_prior.set_defaults(handler=handle_from_prior)
 
 
 def handle_infer(args: argparse.Namespace) -> int:
@@ -56,9 +76,33 @@ def handle_infer(args: argparse.Namespace) -> int:
         + "\n"
         + space.to_yaml()
     )
+    _emit(text, target, f"{len(space)} parameters")
+    return 0
+
+
+def handle_from_prior(args: argparse.Namespace) -> int:
+    """Run ``mttune space from-prior``."""
+    from tuner.prior import load_prior
+
+    target = _writable(args.output) if args.output is not None else None
+    prior = load_prior(args.prior)
+    space = prior.default_space()
+    lines = [f"# default search space of the prior {args.prior} (`mttune space from-prior`)"]
+    lines.append("# edit the ranges freely: the prior maps any range onto what it knows;")
+    lines.append("# names it knows (aliases included):")
+    lines += [
+        f"#   {f.name}" + (f" ({', '.join(f.aliases)})" if f.aliases else "")
+        for f in prior.features
+    ]
+    _emit("\n".join(lines) + "\n" + space.to_yaml(), target, f"{len(space)} parameters")
+    return 0
+
+
+def _emit(text: str, target: Path | None, what: str) -> None:
+    """Print ``text``, or write it to ``target`` atomically and say so on stderr."""
     if target is None:
         sys.stdout.write(text)
-        return 0
+        return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -66,8 +110,7 @@ def handle_infer(args: argparse.Namespace) -> int:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise MttuneError(f"cannot write {target}: {e.strerror or e}") from None
-    err.print(f"wrote {target} ({len(space)} parameters)", markup=False)
-    return 0
+    make_console(stderr=True).print(f"wrote {target} ({what})", markup=False)
 
 
 def _writable(output: str) -> Path:

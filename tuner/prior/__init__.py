@@ -5,12 +5,14 @@ from typing import TYPE_CHECKING
 from tuner._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from tuner.prior._builtin import BUILTIN_DIR, builtin_names, builtin_path
     from tuner.prior._config import MAMLConfig, ModelConfig
     from tuner.prior._file import (
         FORMAT,
         PriorFileError,
         check_prior_target,
         load_prior,
+        resolve_prior,
         save_prior,
     )
     from tuner.prior._prior import (
@@ -24,12 +26,14 @@ if TYPE_CHECKING:
     from tuner.prior._train import meta_train, resolve_device
 
 _EXPORTS = {
+    "tuner.prior._builtin": ("BUILTIN_DIR", "builtin_names", "builtin_path"),
     "tuner.prior._config": ("MAMLConfig", "ModelConfig"),
     "tuner.prior._file": (
         "FORMAT",
         "PriorFileError",
         "check_prior_target",
         "load_prior",
+        "resolve_prior",
         "save_prior",
     ),
     "tuner.prior._prior": (
@@ -44,6 +48,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BUILTIN_DIR",
     "FORMAT",
     "AdaptedPrior",
     "Calibration",
@@ -52,12 +57,15 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "PriorFileError",
+    "builtin_names",
+    "builtin_path",
     "check_prior_target",
     "diverse_top",
     "load_prior",
     "meta_train",
     "observation_targets",
     "resolve_device",
+    "resolve_prior",
     "save_prior",
 ]
 

@@ -36,12 +36,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from tuner._errors import MttuneError
+from tuner.prior._builtin import builtin_names, builtin_path
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._maml import surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import FeatureSpace, SearchSpace, SpaceError
 
-__all__ = ["FORMAT", "PriorFileError", "check_prior_target", "load_prior", "save_prior"]
+__all__ = [
+    "FORMAT",
+    "PriorFileError",
+    "check_prior_target",
+    "load_prior",
+    "resolve_prior",
+    "save_prior",
+]
 
 FORMAT = "mttune-prior/2"
 _FORMAT_1 = "mttune-prior/1"
@@ -147,22 +155,40 @@ def _write_atomically(target: Path, blob: bytes) -> None:
         raise
 
 
+def resolve_prior(path: str | os.PathLike[str]) -> Path:
+    """The file a prior argument names: an existing file, else a built-in prior's file.
+
+    Raises:
+        PriorFileError: if it is neither (the message lists the built-in names).
+    """
+    if Path(path).is_file():
+        return Path(path)
+    builtin = builtin_path(path)
+    if builtin is not None:
+        return builtin
+    raise PriorFileError(
+        f"{os.fspath(path)}: prior file not found, and not a built-in prior "
+        f"(built-ins: {', '.join(builtin_names()) or 'none installed'}). Give a "
+        "built-in name ('mttune prior list') or a .safetensors file from 'mttune meta-train'."
+    )
+
+
 def load_prior(path: str | os.PathLike[str]) -> MetaPrior:
-    """Load and validate a prior file.
+    """Load and validate a prior file, or a built-in prior by name.
 
     A prior maps onto any study's space by parameter name; what it covers of a given space
     is the sampler's to say (:class:`~tuner.sampler.MetaPriorSampler`).
 
     Args:
-        path: The ``.safetensors`` prior.
+        path: The ``.safetensors`` prior, or the name of a built-in prior (``xgboost``,
+            ``mlp``, ...: :func:`builtin_names`); an existing file of that name wins.
 
     Raises:
-        PriorFileError: missing/empty/truncated/corrupt file, foreign safetensors file,
-            metadata that contradicts the tensors, or non-finite weights.
+        PriorFileError: missing/empty/truncated/corrupt file (or a name that is neither a
+            file nor a built-in), foreign safetensors file, metadata that contradicts the
+            tensors, or non-finite weights.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise PriorFileError(f"{path}: prior file not found. Train one with 'mttune meta-train'.")
+    path = resolve_prior(path)
     size = path.stat().st_size
     if size == 0:
         raise PriorFileError(f"{path}: the prior file is empty.")

@@ -218,6 +218,21 @@ class MetaPrior:
         """Ensemble size."""
         return next(iter(self.params.values())).shape[0]
 
+    def default_space(self) -> SearchSpace:
+        """The search space to start a new study with (``mttune space from-prior``).
+
+        The one the prior's maker recorded (``info.default_space``: built-ins bring one per
+        family, in the names users write, with ranges a person would pick), else the space
+        it was trained for.
+
+        Raises:
+            SpaceError: if the recorded default space is malformed.
+        """
+        recorded = self.info.get("default_space")
+        if recorded is None:
+            return self.space
+        return SearchSpace.from_dict(recorded, source="the prior's default_space")
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary (what ``mttune prior show`` prints)."""
         return {

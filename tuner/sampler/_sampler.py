@@ -74,7 +74,8 @@ class MetaPriorSampler(BaseSampler):
     study's trials into arrays and the core's proposal into parameters.
 
     Args:
-        prior: A :class:`~tuner.prior.MetaPrior`, or the path of a prior file.
+        prior: A :class:`~tuner.prior.MetaPrior`, the path of a prior file, or the name of a
+            built-in prior (``"xgboost"``, ``"mlp"``, ...: ``mttune prior list``).
         n_startup_trials: Zero-shot trials before adaptation starts.
         fallback: Sampler for everything the prior does not cover (default: TPE).
         fallback_startup_trials: The first trials handed to ``fallback`` are uniformly
