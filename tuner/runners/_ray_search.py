@@ -64,6 +64,8 @@ class PruningOptunaSearch(OptunaSearch):
         reason = self._stopped.pop(trial_id, None)
         ot_trial = self._ot_trials.get(trial_id)
         value = None if not result or isinstance(self.metric, list) else result.get(self.metric)
+        if ot_trial is not None and value is not None and not error:
+            _report_last(ot_trial, float(value), result.get(TRAINING_ITERATION))
         if reason is None or error or ot_trial is None or value is None:
             if not self._watching and not self._warned and result and not error:
                 self._warned = True
@@ -75,14 +77,25 @@ class PruningOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         step = result.get(TRAINING_ITERATION)
-        if isinstance(step, int):  # Tune gives searchers no stopped result: report it here
-            ot_trial.report(float(value), step)
         ot_trial.set_user_attr(
             TrialAttr.PRUNE_REASON.key, f"pruned at step {step} (value {value:.6g}) by {reason}"
         )
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
         self._ot_trials.pop(trial_id, None)
+
+
+def _report_last(ot_trial: Any, value: float, step: Any) -> None:
+    """Report a trial's last result at its step, unless it is there already.
+
+    Tune hands a searcher the result that ended a trial (a scheduler's stop, a ``stop=``
+    criterion) only in ``on_trial_complete``, never in ``on_trial_result``.
+    """
+    if not isinstance(step, int):
+        return
+    frozen = ot_trial.study._storage.get_trial(ot_trial._trial_id)
+    if step not in frozen.intermediate_values:
+        ot_trial.report(value, step)
 
 
 class _Watched(TrialScheduler):
