@@ -175,20 +175,6 @@ def build_heterogeneous_studies(
     persist_studies(db, tasks, direction, lambda i: kind(seed=i), run)
 
 
-def meta_train_inferred(db: Path, out: Path) -> float:
-    """``mttune meta-train --from DB`` without ``--space``; returns its wall-clock seconds."""
-    import subprocess
-
-    if out.exists():
-        return float(json.loads(out.with_suffix(".time.json").read_text())["seconds"])
-    cmd = [sys.executable, "-m", "tuner", "meta-train", "--from", str(db), "-o", str(out)]
-    t0 = time.monotonic()
-    subprocess.run([*cmd, "--quiet"], check=True, stdout=subprocess.DEVNULL)
-    seconds = time.monotonic() - t0
-    out.with_suffix(".time.json").write_text(json.dumps({"seconds": seconds}))
-    return seconds
-
-
 # ---------------------------------------------------------------------- the runs
 _WORKER: dict[str, Any] = {}
 
@@ -355,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     same_s = meta_train(
         raw / "space.yaml", raw / "past_studies.log", raw / "prior.safetensors", "", False
     )
-    het_s = meta_train_inferred(het_db, raw / "prior-heterogeneous.safetensors")
+    het_s = meta_train(None, het_db, raw / "prior-heterogeneous.safetensors", "", False)
     print(f"meta-train: {same_s:.0f}s same space, {het_s:.0f}s heterogeneous", flush=True)
     refs = reference(suite, test, raw / "reference.json")
     runs = run_jobs(args, test, raw)

@@ -157,8 +157,11 @@ def invert_studies(src: Path, dst: Path) -> None:
         )
 
 
-def meta_train(space_file: Path, db: Path, out: Path, extra: str, retrain: bool) -> float:
-    """``mttune meta-train`` as a user runs it; returns its wall-clock seconds."""
+def meta_train(space_file: Path | None, db: Path, out: Path, extra: str, retrain: bool) -> float:
+    """``mttune meta-train`` as a user runs it; returns its wall-clock seconds.
+
+    Without ``space_file`` it runs without ``--space`` (the space inferred from the studies).
+    """
     if out.exists() and not retrain:
         meta = json.loads(out.with_suffix(".time.json").read_text())
         return float(meta["seconds"])
@@ -167,8 +170,7 @@ def meta_train(space_file: Path, db: Path, out: Path, extra: str, retrain: bool)
         "-m",
         "tuner",
         "meta-train",
-        "--space",
-        str(space_file),
+        *(["--space", str(space_file)] if space_file is not None else []),
         "--from",
         str(db),
         "-o",
