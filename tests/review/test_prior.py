@@ -94,6 +94,18 @@ def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, c
         if TrialAttr.CONCORDANCE.key in t.user_attrs
     ]
     assert p["concordance"] == {"n": len(conc), "mean": pytest.approx(np.mean(conc))}
+    zero = [t.user_attrs.get(TrialAttr.CONCORDANCE_ZERO_SHOT.key) for t in trials]
+    pairs = [
+        (c, z)
+        for t, z in zip(trials, zero)
+        if (c := t.user_attrs.get(TrialAttr.CONCORDANCE.key)) is not None and z is not None
+    ]
+    assert len(pairs) == len(conc)  # both are recorded on the same trials
+    assert p["adaptation"] == {
+        "n": len(pairs),
+        "adapted": pytest.approx(np.mean([c for c, _ in pairs])),
+        "zero_shot": pytest.approx(np.mean([z for _, z in pairs])),
+    }
     guards = [(t.number, t.user_attrs[TrialAttr.GUARD.key]) for t in trials]
     fired = [n for n, g in guards if g["fired"]]
     assert p["guard"]["fired"] is bool(fired) and p["guard"]["fired_trials"] == len(fired)
@@ -128,4 +140,17 @@ def test_prior_section_in_the_terminal_and_the_page(prior_studies, tmp_path, cap
     assert p["poor_proposals"] > 0  # the prior's poor proposals, on the page as in the terminal
     said = f"{p['poor_proposals']} of the prior's {p['proposed_by_prior']} proposals landed"
     assert said in out and said in html
+    a = p["adaptation"]
+    said = f"over {a['n']} trials it ranked each new trial against the earlier ones correctly"
+    assert said in out and said in html
     assert html.count("Plotly.newPlot") == 6  # the prior's predicted-vs-observed plot too
+
+
+def test_adapting_to_the_study_shows_against_the_zero_shot_prior(prior_studies, capsys):
+    """The zero-shot prior ranks the same family well and the upside-down one backwards;
+    adapting to the upside-down study's own trials must rank them better than it."""
+    same = _prior_section(prior_studies, "same", capsys)["adaptation"]
+    bad = _prior_section(prior_studies, "upside-down", capsys)["adaptation"]
+    assert same["n"] >= N_TRIALS - 3 and bad["n"] >= N_TRIALS - 3
+    assert same["zero_shot"] > 0.5 and same["adapted"] > 0.5, same
+    assert bad["zero_shot"] < 0.5 and bad["adapted"] > bad["zero_shot"], bad

@@ -225,6 +225,7 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
         if isinstance(c := TrialAttr.CONCORDANCE.get(data.attrs[i]), int | float)
     ]
     return {
+        "adaptation": _adaptation(data, rows),
         "sources": by_source,
         "proposed_by_prior": sum(
             e["trials"] for s, e in by_source.items() if s in ("prior", "adapted-prior")
@@ -238,6 +239,24 @@ def prior_diagnostics(data: StudyData) -> dict[str, Any] | None:
         "points": points,
         "points_total": points_all,
     }
+
+
+def _adaptation(data: StudyData, rows: list[int]) -> dict[str, Any]:
+    """What adapting to the study contributed: the adapted vs the zero-shot prior's concordance.
+
+    On each trial with both recorded (prequential: both predicted it from the trials before
+    it), the share of earlier trials it is ranked correctly against, 0.5 being chance.
+    """
+    pairs = [
+        (float(a), float(z))
+        for i in rows
+        if isinstance(a := TrialAttr.CONCORDANCE.get(data.attrs[i]), int | float)
+        and isinstance(z := TrialAttr.CONCORDANCE_ZERO_SHOT.get(data.attrs[i]), int | float)
+    ]
+    if not pairs:
+        return {"n": 0, "adapted": None, "zero_shot": None}
+    adapted, zero = np.mean(pairs, axis=0)
+    return {"n": len(pairs), "adapted": float(adapted), "zero_shot": float(zero)}
 
 
 def _number_or_nan(value: Any) -> float:

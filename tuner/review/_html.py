@@ -16,7 +16,13 @@ import numpy as np
 from tuner._errors import MttuneError
 from tuner.review._diagnostics import search_rows
 from tuner.review._report import Review
-from tuner.review._terminal import fmt_value, guard_verdict, poor_proposals_sentence, worse_by
+from tuner.review._terminal import (
+    adaptation_sentence,
+    fmt_value,
+    guard_verdict,
+    poor_proposals_sentence,
+    worse_by,
+)
 
 __all__ = ["render_html", "write_html"]
 
@@ -450,9 +456,9 @@ def _prior(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (rank correlation of the "
             "prediction with the direction-adjusted value; 1 = perfect order, 0 = none).</p>"
         )
-    poor = poor_proposals_sentence(p)
-    if poor is not None:
-        out.append(f"<p>{html.escape(poor, quote=False)}.</p>")
+    for sentence in (adaptation_sentence(p), poor_proposals_sentence(p)):
+        if sentence is not None:
+            out.append(f"<p>{html.escape(sentence[0].upper() + sentence[1:], quote=False)}.</p>")
     verdict = guard_verdict(p)
     if verdict is not None:
         fired, detail = verdict

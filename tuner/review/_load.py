@@ -78,6 +78,7 @@ ATTR_KEYS = (
     TrialAttr.PRED_MEAN,
     TrialAttr.PRED_STD,
     TrialAttr.CONCORDANCE,
+    TrialAttr.CONCORDANCE_ZERO_SHOT,
     TrialAttr.POOR,
     TrialAttr.GUARD,
 )

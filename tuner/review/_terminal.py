@@ -35,6 +35,20 @@ def poor_proposals_sentence(prior: dict[str, Any]) -> str | None:
     )
 
 
+def adaptation_sentence(prior: dict[str, Any]) -> str | None:
+    """What adapting the prior to the study contributed, in words (``None`` without data)."""
+    a = prior.get("adaptation") or {}
+    if not a.get("n"):
+        return None
+    gain = a["adapted"] - a["zero_shot"]
+    verdict = "helped" if gain > 0.02 else "hurt" if gain < -0.02 else "changed little"
+    return (
+        f"adapting the prior to this study {verdict}: over {a['n']} trials it ranked each new "
+        f"trial against the earlier ones correctly {a['adapted']:.2f} of the time, the "
+        f"zero-shot prior {a['zero_shot']:.2f} (0.5 = chance)"
+    )
+
+
 def guard_verdict(prior: dict[str, Any]) -> tuple[bool, str] | None:
     """Whether the negative-transfer guard fired, and the details in words.
 
@@ -302,9 +316,9 @@ def _print_prior(report: dict[str, Any], console: Console) -> None:
             f"prior predicted vs observed over {corr['n']} trials: Spearman "
             f"{corr['spearman']:.2f}, Kendall {corr['kendall']:.2f} (1 = perfect order, 0 = none)"
         )
-    poor = poor_proposals_sentence(p)
-    if poor is not None:
-        console.print(poor)
+    for sentence in (adaptation_sentence(p), poor_proposals_sentence(p)):
+        if sentence is not None:
+            console.print(sentence)
     verdict = guard_verdict(p)
     if verdict is not None:
         fired, detail = verdict

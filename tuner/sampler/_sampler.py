@@ -567,6 +567,11 @@ class MetaPriorSampler(BaseSampler):
             self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(ev.pred_std, 6))
         if ev.concordance is not None:
             self._set_attr(study, trial, TrialAttr.CONCORDANCE.key, round(ev.concordance, 4))
+            # the zero-shot prior on the same trials: what adapting to the study contributed
+            zero = _core.score_trial(self._prior.adapt(), xf[1], sign(study) * value, obs)
+            self._set_attr(
+                study, trial, TrialAttr.CONCORDANCE_ZERO_SHOT.key, round(zero.concordance, 4)
+            )
         # Whether following the prior paid: a prediction can rank the study's trials well
         # while the proposals it leads to are poor (a misleading prior, once adapted).
         source = TrialAttr.SOURCE.get(trial.user_attrs)

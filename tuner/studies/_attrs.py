@@ -84,6 +84,8 @@ class TrialAttr:
     PRED_STD: Final = Attr("mttune.pred_std")
     GUARD: Final = Attr("mttune.guard")
     CONCORDANCE: Final = Attr("mttune.concordance")
+    # the same for the prior adapted to nothing: what the adaptation contributed
+    CONCORDANCE_ZERO_SHOT: Final = Attr("mttune.concordance_zero_shot")
     PORTFOLIO: Final = Attr("mttune.portfolio_index")
     POOR: Final = Attr("mttune.poor_proposal")
     PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
