@@ -97,7 +97,7 @@ def test_prior_diagnostics_summarise_the_samplers_records(prior_studies, name, c
     zero = [t.user_attrs.get(TrialAttr.CONCORDANCE_ZERO_SHOT.key) for t in trials]
     pairs = [
         (c, z)
-        for t, z in zip(trials, zero)
+        for t, z in zip(trials, zero, strict=True)
         if (c := t.user_attrs.get(TrialAttr.CONCORDANCE.key)) is not None and z is not None
     ]
     assert len(pairs) == len(conc)  # both are recorded on the same trials
