@@ -49,7 +49,8 @@ class MetaPriorSampler(BaseSampler):
     the more trials go to the ``fallback`` sampler and the more the model shrinks the prior's
     mean towards a constant. The fallback's first ``fallback_startup_trials`` trials are
     uniformly random, as on a fresh study, so that a distrusted prior's proposals do not
-    become the seed of the fallback's model.
+    become the seed of the fallback's model; a late hand-over (the study has twice that many
+    complete trials) starts with the fallback's own trials, modelled from the study's.
 
     The prior knows hyperparameters by name (and alias), not one search space: proposals are
     made in the study's own space, whatever ranges, steps or log flags it declares (a
@@ -80,8 +81,8 @@ class MetaPriorSampler(BaseSampler):
         fallback: Sampler for everything the prior does not cover (default: TPE).
         fallback_startup_trials: The first trials handed to ``fallback`` are uniformly
             random instead, so that the fallback does not start modelling from a distrusted
-            prior's proposals (see ``benchmarks/README.md``). ``0`` hands them to
-            ``fallback``.
+            prior's proposals (see ``benchmarks/README.md``), while the study has fewer than
+            twice this many complete trials. ``0`` hands them to ``fallback``.
         guard: The negative-transfer guard (default settings when ``None``).
         acquisition: ``"ei"`` (expected improvement), ``"lcb"`` (lower confidence bound,
             ``kappa`` 1.5), or any callable ``(mean, std, best) -> score`` (larger is better,
@@ -132,6 +133,8 @@ class MetaPriorSampler(BaseSampler):
         self._n_startup_trials = n_startup_trials
         self._fallback = fallback or optuna.samplers.TPESampler(seed=seed)
         self._fallback_startup_trials = fallback_startup_trials
+        # a hand-over once the study has this many complete trials is late: no random start
+        self._startup_until = 2 * fallback_startup_trials
         self._guard = guard or NegativeTransferGuard()
         self._base_seed: int | None = seed
         self._portfolio_rows: np.ndarray | None = None  # of the prior: computed once
@@ -313,7 +316,11 @@ class MetaPriorSampler(BaseSampler):
                 guard.evidence,
                 100 * (1 - guard.trust),
             )
-        startup = source == SOURCE_FALLBACK and self._in_fallback_startup(trials, trial)
+        startup = (
+            source == SOURCE_FALLBACK
+            and len(complete) < self._startup_until
+            and self._in_fallback_startup(trials, trial)
+        )
         return Decision(source, guard, startup)
 
     def _in_fallback_startup(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
