@@ -22,7 +22,6 @@ from tuner.space import Encoder
 
 __all__ = [
     "ACQUISITIONS",
-    "GRID_CANDIDATES",
     "Acquisition",
     "LowerConfidenceBound",
     "candidates",
@@ -96,10 +95,6 @@ def resolve_acquisition(acquisition: str | Acquisition) -> Acquisition:
     return acquisition
 
 
-# A finite space of at most this many configs is enumerated: every config is a candidate.
-GRID_CANDIDATES = 1024
-
-
 def candidates(
     encoder: Encoder,
     rng: np.random.Generator,
@@ -114,14 +109,15 @@ def candidates(
     """Canonical candidate points: portfolio, uniform random, and local moves.
 
     Local candidates perturb each incumbent (best observed configs) with Gaussian noise of
-    several scales in the unit cube. On a finite space of at most :data:`GRID_CANDIDATES`
-    configs, every config takes the place of the random ones. ``fixed`` parameters (from
-    ``enqueue_trial``) are imposed on all of them, and every point is snapped to the
-    encoding of the config it decodes to (parameters switched on by a fixed parent keep their
-    random coordinates). A local move that snaps back onto its incumbent's config (smaller
-    than a grid step) moves one grid step in one discrete parameter instead.
+    several scales in the unit cube. On a finite space of at most ``n_random`` configs,
+    every config takes the place of the random ones (no more candidates, none left out).
+    ``fixed`` parameters (from ``enqueue_trial``) are imposed on all of them, and every point
+    is snapped to the encoding of the config it decodes to (parameters switched on by a fixed
+    parent keep their random coordinates). A local move that snaps back onto its
+    incumbent's config (smaller than a grid step) moves one grid step in one discrete
+    parameter instead.
     """
-    grid = encoder.grid(GRID_CANDIDATES) if n_random else None
+    grid = encoder.grid(n_random) if n_random else None
     random = grid if grid is not None else rng.random((n_random, encoder.dim))
     parts = [portfolio.reshape(-1, encoder.dim), random]
     incumbents = np.asarray(incumbents).reshape(-1, encoder.dim)

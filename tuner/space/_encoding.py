@@ -242,21 +242,25 @@ class Encoder:
         """
         u = np.array(u, dtype=np.float64, copy=True)
         _, active = self.decode_columns(u)
-        blocks = [b for b in self._blocks if b.name in self.discrete and b.name not in frozen]
-        for i in range(len(u)):
-            movable = [b for b in blocks if active[b.name][i]]
-            if not movable:
-                continue
-            b = movable[int(rng.integers(len(movable)))]
-            cols = slice(b.start, b.start + b.width)
-            values = _values(b.dist)
-            k = int(np.argmax(u[i, cols])) if b.width > 1 else _index(b.dist, u[i, b.start])
+        movable = [b for b in self._blocks if b.name in self.discrete and b.name not in frozen]
+        if not movable or not len(u):
+            return self.canonicalize(u)
+        on = np.column_stack([active[b.name] for b in movable])
+        which = np.argmax(np.where(on, rng.random(on.shape), -1.0), axis=1)
+        up = rng.random(len(u)) < 0.5
+        for j, b in enumerate(movable):
+            rows = np.flatnonzero(on.any(axis=1) & (which == j))
+            n = _levels(b.dist)
+            assert n is not None
             if isinstance(b.dist, CategoricalDistribution):
-                k = (k + int(rng.integers(1, len(values)))) % len(values)
-            else:
-                d = 1 if rng.random() < 0.5 else -1
-                k = k + d if 0 <= k + d < len(values) else k - d
-            u[i, cols] = _encode_value(b.dist, values[k], b.name)
+                k = np.argmax(u[rows, b.start : b.start + b.width], axis=1)
+                k = (k + rng.integers(1, n, size=len(rows))) % n
+                u[rows, b.start : b.start + b.width] = np.eye(n)[k]
+                continue
+            k = _index(b.dist, u[rows, b.start])
+            d = np.where(up[rows], 1, -1)
+            k = np.where((k + d >= 0) & (k + d < n), k + d, k - d)
+            u[rows, b.start] = _to_unit(b.dist, np.asarray(_values(b.dist), dtype=np.float64)[k])
         return self.canonicalize(u)
 
 
@@ -338,12 +342,11 @@ def _values(dist: BaseDistribution) -> list[Any]:
     return _decode_block(dist, ((np.arange(n) + 0.5) / n)[:, None])
 
 
-def _index(dist: BaseDistribution, u: float) -> int:
-    """The position of a numeric coordinate's value in :func:`_values`."""
-    assert isinstance(dist, FloatDistribution | IntDistribution)
-    v = float(_from_unit(dist, np.array([u]))[0])
+def _index(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.ndarray:
+    """The positions of numeric coordinates' values in :func:`_values`."""
+    v = _from_unit(dist, u)
     step = 1 if dist.step is None else dist.step
-    return round((v - float(dist.low)) / step)
+    return np.round((v - float(dist.low)) / step).astype(np.int64)
 
 
 def _decimals(x: float) -> int:
