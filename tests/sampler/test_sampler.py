@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import pickle
 import subprocess
@@ -18,6 +19,7 @@ import tuner
 from tests.sampler.conftest import CENTRE, bowl, family_centre
 from tuner.prior import save_prior
 from tuner.sampler import MetaPriorSampler, NegativeTransferGuard
+from tuner.sampler._guard import GuardState
 from tuner.studies import TrialAttr
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -368,6 +370,37 @@ def test_the_fallback_starts_with_random_trials(xy_prior):
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
     xs = [t.params["x"] for t in study.trials[1:5]]
     assert len(set(xs)) == 4 and all(-1 <= x <= 1 for x in xs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LateGuard(NegativeTransferGuard):
+    """Trusts the prior fully for its first ``after`` trials with evidence, then not at all."""
+
+    after: int = 20
+
+    def assess(self, concordances):
+        trust = 1.0 if len(concordances) < self.after else 0.0
+        return GuardState(trust, len(concordances), None, None, trust < 0.5)
+
+
+def test_a_late_hand_over_lets_the_fallback_model_from_the_study(xy_prior):
+    """With 20 complete trials (twice ``fallback_startup_trials``) the study has enough for
+    the fallback to model: a hand-over then starts with the fallback's own trials, not with
+    random ones. An early hand-over keeps its random start (the test above)."""
+    guard = _LateGuard(ceiling=1.0, after=21)
+    sampler = MetaPriorSampler(xy_prior, seed=0, guard=guard, fallback=_FirstValueSampler())
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective_for(CENTRE), n_trials=26)
+    sources = [t.user_attrs[TrialAttr.SOURCE.key] for t in study.trials]
+    assert sources == ["prior"] + ["adapted-prior"] * 22 + ["fallback"] * 3
+    assert all(t.params == {"x": -1.0, "y": -1.0} for t in study.trials[23:])
+    # the same hand-over with a larger start-up still begins with random trials
+    sampler = MetaPriorSampler(
+        xy_prior, seed=0, guard=guard, fallback=_FirstValueSampler(), fallback_startup_trials=15
+    )
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective_for(CENTRE), n_trials=26)
+    assert not any(t.params == {"x": -1.0, "y": -1.0} for t in study.trials[23:])
 
 
 def test_no_fallback_startup_hands_every_trial_to_the_fallback(xy_prior):

@@ -181,3 +181,57 @@ def test_vectorised_canonicalize_equals_decode_then_encode(space, seed):
     np.testing.assert_allclose(
         enc.canonicalize(u), enc.encode_many(enc.decode_many(u)), atol=1e-12
     )
+
+
+def test_grid_enumerates_every_config_of_a_finite_space_once():
+    space = SearchSpace.from_dict(
+        {
+            "name": "g",
+            "objective": {"name": "v", "direction": "minimize"},
+            "params": {
+                "a": {"type": "int", "low": 1, "high": 10, "log": True},
+                "b": {"type": "int", "low": 0, "high": 20, "step": 5},
+                "c": {"type": "float", "low": 0.1, "high": 0.5, "step": 0.1},
+                "k": {"type": "categorical", "choices": ["x", "y"]},
+                "d": {
+                    "type": "int",
+                    "low": 1,
+                    "high": 3,
+                    "condition": {"param": "k", "in": ["y"]},
+                },
+            },
+        }
+    )
+    enc = Encoder(space)
+    assert enc.size == 10 * 5 * 5 * 2 * 3 and enc.discrete == ("a", "b", "c", "k", "d")
+    grid = enc.grid(2000)
+    configs = enc.decode_many(grid)
+    # d exists only where k is y: 250 configs with k=x, 750 with k=y
+    assert len(grid) == 1000 == len({tuple(sorted(c.items())) for c in configs})
+    assert {c["c"] for c in configs} == {0.1, 0.2, 0.3, 0.4, 0.5}
+    np.testing.assert_array_equal(enc.canonicalize(grid), grid)
+    assert enc.grid(999) is None
+    moved = enc.decode_many(enc.step(grid[:300], np.random.default_rng(0)))
+    for before, after in zip(configs[:300], moved, strict=True):
+        changed = {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+        assert len(changed) == 1 or changed == {"k", "d"}  # d exists only where k is y
+        name = min(changed)
+        if name in ("a", "b"):
+            assert abs(after[name] - before[name]) == {"a": 1, "b": 5}[name]
+        elif name == "c":
+            assert abs(after[name] - before[name]) == pytest.approx(0.1)
+
+
+def test_a_continuous_space_has_no_grid():
+    space = SearchSpace.from_dict(
+        {
+            "name": "f",
+            "objective": {"name": "v", "direction": "minimize"},
+            "params": {
+                "x": {"type": "float", "low": 0, "high": 1},
+                "n": {"type": "int", "low": 1, "high": 3},
+            },
+        }
+    )
+    enc = Encoder(space)
+    assert enc.size is None and enc.grid(10**6) is None and enc.discrete == ("n",)

@@ -109,18 +109,34 @@ def candidates(
     """Canonical candidate points: portfolio, uniform random, and local moves.
 
     Local candidates perturb each incumbent (best observed configs) with Gaussian noise of
-    several scales in the unit cube. ``fixed`` parameters (from ``enqueue_trial``) are imposed
-    on all of them, and every point is snapped to the encoding of the config it decodes to
-    (parameters switched on by a fixed parent keep their random coordinates).
+    several scales in the unit cube. On a finite space of at most ``n_random`` configs,
+    every config takes the place of the random ones (no more candidates, none left out).
+    ``fixed`` parameters (from ``enqueue_trial``) are imposed on all of them, and every point
+    is snapped to the encoding of the config it decodes to (parameters switched on by a fixed
+    parent keep their random coordinates). A local move that snaps back onto its
+    incumbent's config (smaller than a grid step) moves one grid step in one discrete
+    parameter instead.
     """
-    parts = [portfolio.reshape(-1, encoder.dim), rng.random((n_random, encoder.dim))]
-    for x in np.asarray(incumbents).reshape(-1, encoder.dim):
+    grid = encoder.grid(n_random) if n_random else None
+    random = grid if grid is not None else rng.random((n_random, encoder.dim))
+    parts = [portfolio.reshape(-1, encoder.dim), random]
+    incumbents = np.asarray(incumbents).reshape(-1, encoder.dim)
+    for x in incumbents:
         for s in scales:
             parts.append(np.clip(x + rng.normal(0.0, s, size=(n_local, encoder.dim)), 0, 1))
     raw = np.vstack(parts)
+    head = len(raw) - len(incumbents) * len(scales) * n_local
+    own = np.repeat(incumbents, len(scales) * n_local, axis=0)
     if fixed:
         try:
-            raw = encoder.fix(raw, fixed)
+            raw, own = encoder.fix(raw, fixed), encoder.fix(own, fixed)
         except ValueError as e:
             raise MttuneError(f"enqueued parameters do not fit the prior's space: {e}") from None
-    return encoder.canonicalize(raw)
+    out = encoder.canonicalize(raw)
+    if encoder.discrete and len(own):
+        stuck = head + np.flatnonzero(
+            np.abs(out[head:] - encoder.canonicalize(own)).max(axis=1) < 1e-9
+        )
+        if len(stuck):
+            out[stuck] = encoder.step(out[stuck], rng, frozen=tuple(fixed or ()))
+    return out

@@ -27,10 +27,12 @@ from tuner.sampler._acquisition import Acquisition, candidates
 from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
 from tuner.sampler._guard import concordance
 from tuner.sampler._mapping import StudyMapping
+from tuner.space import Encoder
 
 __all__ = [
     "WHY_ACQUISITION",
     "WHY_MEAN",
+    "WHY_REPEAT",
     "WHY_ZERO_SHOT",
     "Observations",
     "PriorGP",
@@ -41,6 +43,7 @@ __all__ = [
     "TrialEvidence",
     "adapt_to",
     "build_surrogate",
+    "distinct",
     "fit_gp_params",
     "portfolio_rows",
     "propose",
@@ -67,6 +70,7 @@ _GP_REFIT_AT = (2, 4, 6, 9, 13, 19, 28, 42, 63, 95, 142, 213)
 WHY_ZERO_SHOT = "zero-shot"  # the prior's best guess, adapted to nothing
 WHY_ACQUISITION = "acquisition"  # the best acquisition value under the surrogate
 WHY_MEAN = "mean"  # no candidate had a finite acquisition value: the best predicted mean
+WHY_REPEAT = "repeat"  # every candidate had been evaluated: the best predicted one again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +143,8 @@ class Proposal:
         mean: Its predicted target (lower is better, in the prior's target units).
         std: The prediction's standard deviation.
         portfolio_row: Its row in the prior's portfolio, if it is a portfolio config.
-        why: :data:`WHY_ZERO_SHOT`, :data:`WHY_ACQUISITION` or :data:`WHY_MEAN`.
+        why: :data:`WHY_ZERO_SHOT`, :data:`WHY_ACQUISITION`, :data:`WHY_MEAN` or
+            :data:`WHY_REPEAT`.
         adapted: The prior as adapted for this proposal (reused to score the trial).
     """
 
@@ -339,6 +344,9 @@ def _zero_shot_pick(
 ) -> tuple[int, np.ndarray, np.ndarray, str]:
     f, extra = mapping.to_prior(cands)
     pred = adapted.predict(f)
+    std = np.sqrt(pred.std**2 + extra)
+    if not fresh.any():  # every candidate has been evaluated: repeat the best predicted
+        return int(np.argmin(pred.mean)), pred.mean, std, WHY_REPEAT
     idx = diverse_top(
         cands,
         np.where(fresh, pred.mean, np.inf),
@@ -346,7 +354,7 @@ def _zero_shot_pick(
         _ZERO_SHOT_SPACING,
         taken=taken if len(taken) else None,
     )[0]
-    return idx, pred.mean, np.sqrt(pred.std**2 + extra), WHY_ZERO_SHOT
+    return idx, pred.mean, std, WHY_ZERO_SHOT
 
 
 def _acquisition_pick(
@@ -364,7 +372,42 @@ def _acquisition_pick(
     if not np.isfinite(score).any():
         score = np.where(fresh, -mean, -np.inf)
         why = WHY_MEAN
+    if not fresh.any():  # every candidate has been evaluated: repeat the best predicted
+        score, why = -mean, WHY_REPEAT
     return int(np.argmax(score)), mean, std, why
+
+
+def distinct(
+    encoder: Encoder,
+    x: np.ndarray,
+    taken: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_candidates: int,
+    fixed: Mapping[str, Any],
+) -> np.ndarray | None:
+    """A canonical config ``x`` (another sampler's), moved off the configs already ``taken``.
+
+    ``x`` itself when nothing taken is at it; else the nearest config none is at, among
+    every config of a small finite space, or random ones and grid steps around ``x``
+    (ties drawn at random); ``None`` when every candidate is taken.
+    """
+    if _min_distance(x[None], taken)[0] >= _DUPLICATE_DISTANCE:
+        return x
+    cands = candidates(
+        encoder,
+        rng,
+        n_random=n_candidates,
+        portfolio=np.zeros((0, encoder.dim)),
+        incumbents=x[None],
+        fixed=fixed,
+    )
+    cands = cands[_min_distance(cands, taken) >= _DUPLICATE_DISTANCE]
+    if not len(cands):
+        return None
+    d = _min_distance(cands, x[None])
+    nearest = np.flatnonzero(d <= d.min() + 1e-12)
+    return cands[nearest[int(rng.integers(len(nearest)))]]
 
 
 def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:

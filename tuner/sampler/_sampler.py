@@ -49,7 +49,8 @@ class MetaPriorSampler(BaseSampler):
     the more trials go to the ``fallback`` sampler and the more the model shrinks the prior's
     mean towards a constant. The fallback's first ``fallback_startup_trials`` trials are
     uniformly random, as on a fresh study, so that a distrusted prior's proposals do not
-    become the seed of the fallback's model.
+    become the seed of the fallback's model; a late hand-over (the study has twice that many
+    complete trials) starts with the fallback's own trials, modelled from the study's.
 
     The prior knows hyperparameters by name (and alias), not one search space: proposals are
     made in the study's own space, whatever ranges, steps or log flags it declares (a
@@ -80,8 +81,8 @@ class MetaPriorSampler(BaseSampler):
         fallback: Sampler for everything the prior does not cover (default: TPE).
         fallback_startup_trials: The first trials handed to ``fallback`` are uniformly
             random instead, so that the fallback does not start modelling from a distrusted
-            prior's proposals (see ``benchmarks/README.md``). ``0`` hands them to
-            ``fallback``.
+            prior's proposals (see ``benchmarks/README.md``), while the study has fewer than
+            twice this many complete trials. ``0`` hands them to ``fallback``.
         guard: The negative-transfer guard (default settings when ``None``).
         acquisition: ``"ei"`` (expected improvement), ``"lcb"`` (lower confidence bound,
             ``kappa`` 1.5), or any callable ``(mean, std, best) -> score`` (larger is better,
@@ -132,6 +133,8 @@ class MetaPriorSampler(BaseSampler):
         self._n_startup_trials = n_startup_trials
         self._fallback = fallback or optuna.samplers.TPESampler(seed=seed)
         self._fallback_startup_trials = fallback_startup_trials
+        # a hand-over once the study has this many complete trials is late: no random start
+        self._startup_until = 2 * fallback_startup_trials
         self._guard = guard or NegativeTransferGuard()
         self._base_seed: int | None = seed
         self._portfolio_rows: np.ndarray | None = None  # of the prior: computed once
@@ -313,7 +316,11 @@ class MetaPriorSampler(BaseSampler):
                 guard.evidence,
                 100 * (1 - guard.trust),
             )
-        startup = source == SOURCE_FALLBACK and self._in_fallback_startup(trials, trial)
+        startup = (
+            source == SOURCE_FALLBACK
+            and len(complete) < self._startup_until
+            and self._in_fallback_startup(trials, trial)
+        )
         return Decision(source, guard, startup)
 
     def _in_fallback_startup(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> bool:
@@ -340,6 +347,71 @@ class MetaPriorSampler(BaseSampler):
             with self._lock:
                 sampler = state.startup.setdefault(trial._trial_id, sampler)
         return sampler
+
+    def _fallback_config(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        decision: Decision,
+        state: StudyState,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        """The fallback's whole config on a finite space, moved off the configs taken.
+
+        Only where the prior covers every parameter of a finite space without conditions
+        (else empty: the fallback answers each parameter as it is asked). The fallback gives
+        every value at once (``search_space`` relatively, the rest independently); a config
+        that an evaluated, pruned or running trial already has is moved to the nearest one
+        none has, so that the fallback does not spend trials on repeats either.
+        """
+        with self._propose_lock:
+            with self._lock:
+                cached = state.proposals.get(trial._trial_id)
+            if cached is not None:
+                return cached[0]
+            key, mapping = self._mapping(study, state)
+            space = mapping.space
+            if (
+                study._is_multi_objective()
+                or mapping.coverage.fallback
+                or mapping.encoder.size is None
+                or any(p.condition is not None for p in space)
+            ):
+                return {}
+            fallback = self._fallback_for(trial, decision, state)
+            view = StudyView(mapping, key, state, self._lock)
+            obs, rows, pruned = view.observations(study)
+            fixed = view.fixed(obs, rows, trial)
+            config = dict(
+                fallback.sample_relative(study, trial, search_space) if search_space else {}
+            )
+            for name, param in space.params.items():
+                if name not in config and name not in fixed:
+                    config[name] = fallback.sample_independent(
+                        study, trial, name, param.distribution
+                    )
+            config.update(fixed)
+            moved = _core.distinct(
+                mapping.encoder,
+                mapping.encoder.canonicalize(mapping.encode([config]))[0],
+                np.vstack([obs.x, view.other_configs(study, trial), view.stack(pruned)[0]]),
+                self._rng(trial, salt=5),
+                n_candidates=self._settings.n_candidates,
+                fixed=fixed,
+            )
+            if moved is not None:
+                config = mapping.encoder.decode(moved)
+            self._note_repeat(study, trial, config)
+            with self._lock:
+                state.proposals[trial._trial_id] = (config, key)
+            return config
+
+    def _note_repeat(self, study: Study, trial: FrozenTrial, config: dict[str, Any]) -> None:
+        """Record the first other trial with the same ``config``, if one has it: a repeat."""
+        for t in study.get_trials(deepcopy=False):
+            if t.number != trial.number and {n: t.params.get(n) for n in config} == config:
+                self._set_attr(study, trial, TrialAttr.REPEAT_OF.key, t.number)
+                return
 
     # ------------------------------------------------------------------ sampling
     def infer_relative_search_space(
@@ -369,9 +441,12 @@ class MetaPriorSampler(BaseSampler):
         if decision.source != SOURCE_FALLBACK:
             items = search_space.items()
             return {n: self.sample_independent(study, trial, n, d) for n, d in items}
-        params = dict(fallback.sample_relative(study, trial, search_space))
+        config = self._fallback_config(study, trial, decision, state, search_space)
+        params = dict(fallback.sample_relative(study, trial, search_space)) if not config else {}
         for name, dist in search_space.items():
-            if name not in params:
+            if name in config:
+                params[name] = config[name]
+            elif name not in params:
                 params[name] = fallback.sample_independent(study, trial, name, dist)
         return params
 
@@ -392,6 +467,13 @@ class MetaPriorSampler(BaseSampler):
                 if param_name in config:
                     self._answered(state, trial, param_name, "prior")
                     return config[param_name]
+        else:
+            config = self._fallback_config(study, trial, decision, state, {})
+            if param_name in config and self._mapping(study, state)[1].covers(
+                param_name, param_distribution
+            ):
+                self._answered(state, trial, param_name, SOURCE_FALLBACK)
+                return config[param_name]
         self._answered(state, trial, param_name, SOURCE_FALLBACK)
         return self._fallback_for(trial, decision, state).sample_independent(
             study, trial, param_name, param_distribution
@@ -429,6 +511,8 @@ class MetaPriorSampler(BaseSampler):
             self._set_attr(study, trial, TrialAttr.PRED_STD.key, round(proposal.std, 6))
             if proposal.portfolio_row is not None:
                 self._set_attr(study, trial, TrialAttr.PORTFOLIO.key, proposal.portfolio_row)
+            if proposal.why == _core.WHY_REPEAT:
+                self._note_repeat(study, trial, proposal.config)
             with self._lock:
                 state.proposals[trial._trial_id] = (proposal.config, key)
             return proposal.config

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,6 +66,7 @@ class Encoder:
             start += width
         self._blocks = blocks
         self.dim = start
+        self._grids: dict[int, np.ndarray | None] = {}
 
     @property
     def dim_names(self) -> list[str]:
@@ -195,6 +197,72 @@ class Encoder:
         """Draw ``n`` uniform random configs, returned canonicalised in the cube."""
         return self.canonicalize(rng.random((n, self.dim)))
 
+    # ------------------------------------------------------------------ grids
+    @property
+    def discrete(self) -> tuple[str, ...]:
+        """Parameters with finitely many values, more than one (ints, steps, categoricals)."""
+        return tuple(b.name for b in self._blocks if (_levels(b.dist) or 0) > 1)
+
+    @property
+    def size(self) -> int | None:
+        """How many configs the space holds (before conditions); ``None`` when continuous."""
+        levels = [_levels(b.dist) for b in self._blocks]
+        return None if None in levels else math.prod(levels)  # type: ignore[arg-type]
+
+    def grid(self, limit: int) -> np.ndarray | None:
+        """Every config of a finite space, as canonical points in a fixed order.
+
+        Returns:
+            The points (conditional parameters inactive where their condition fails), or
+            ``None`` when a parameter is continuous or the space holds more than ``limit``
+            configs (counted before conditions).
+        """
+        if limit in self._grids:
+            return self._grids[limit]
+        out = None
+        if self._blocks and self.size is not None and self.size <= limit:
+            encoded = [
+                [_encode_value(b.dist, v, b.name) for v in _values(b.dist)] for b in self._blocks
+            ]
+            rows = [np.hstack(combo) for combo in itertools.product(*encoded)]
+            points = self.canonicalize(np.array(rows, dtype=np.float64).reshape(-1, self.dim))
+            _, first = np.unique(points.round(12), axis=0, return_index=True)
+            out = points[np.sort(first)]
+        self._grids[limit] = out
+        return out
+
+    def step(
+        self, u: np.ndarray, rng: np.random.Generator, *, frozen: Sequence[str] = ()
+    ) -> np.ndarray:
+        """Each canonical point moved one grid step in one of its discrete parameters.
+
+        The parameter is drawn among the point's active discrete ones not in ``frozen``; a
+        number moves to its next value up or down (inwards at an end), a categorical to
+        another choice. A point with no such parameter is returned as it is.
+        """
+        u = np.array(u, dtype=np.float64, copy=True)
+        _, active = self.decode_columns(u)
+        movable = [b for b in self._blocks if b.name in self.discrete and b.name not in frozen]
+        if not movable or not len(u):
+            return self.canonicalize(u)
+        on = np.column_stack([active[b.name] for b in movable])
+        which = np.argmax(np.where(on, rng.random(on.shape), -1.0), axis=1)
+        up = rng.random(len(u)) < 0.5
+        for j, b in enumerate(movable):
+            rows = np.flatnonzero(on.any(axis=1) & (which == j))
+            n = _levels(b.dist)
+            assert n is not None
+            if isinstance(b.dist, CategoricalDistribution):
+                k = np.argmax(u[rows, b.start : b.start + b.width], axis=1)
+                k = (k + rng.integers(1, n, size=len(rows))) % n
+                u[rows, b.start : b.start + b.width] = np.eye(n)[k]
+                continue
+            k = _index(b.dist, u[rows, b.start])
+            d = np.where(up[rows], 1, -1)
+            k = np.where((k + d >= 0) & (k + d < n), k + d, k - d)
+            u[rows, b.start] = _to_unit(b.dist, np.asarray(_values(b.dist), dtype=np.float64)[k])
+        return self.canonicalize(u)
+
 
 def _degenerate(dist: FloatDistribution | IntDistribution) -> bool:
     """A single-value range (possibly up to float rounding): it encodes to the centre."""
@@ -246,6 +314,39 @@ def _from_unit(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.n
     else:
         v = low + u * (high - low)
     return np.clip(v, low, high)
+
+
+def _levels(dist: BaseDistribution) -> int | None:
+    """How many values a distribution holds (``None``: a continuum)."""
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices)
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    if _degenerate(dist):
+        return 1
+    if isinstance(dist, IntDistribution):
+        return (dist.high - dist.low) // dist.step + 1
+    if dist.step is not None:
+        return round((float(dist.high) - float(dist.low)) / dist.step) + 1
+    return None
+
+
+def _values(dist: BaseDistribution) -> list[Any]:
+    """The values of a finite distribution, in order (as :meth:`Encoder.decode` gives them)."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return list(range(dist.low, dist.high + 1, dist.step))
+    assert isinstance(dist, FloatDistribution)
+    n = _levels(dist)
+    assert n is not None
+    return _decode_block(dist, ((np.arange(n) + 0.5) / n)[:, None])
+
+
+def _index(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.ndarray:
+    """The positions of numeric coordinates' values in :func:`_values`."""
+    v = _from_unit(dist, u)
+    step = 1 if dist.step is None else dist.step
+    return np.round((v - float(dist.low)) / step).astype(np.int64)
 
 
 def _decimals(x: float) -> int:

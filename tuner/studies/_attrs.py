@@ -89,6 +89,7 @@ class TrialAttr:
     PORTFOLIO: Final = Attr("mttune.portfolio_index")
     POOR: Final = Attr("mttune.poor_proposal")
     PARAM_SOURCES: Final = Attr("mttune.param_sources", (), dict)
+    REPEAT_OF: Final = Attr("mttune.repeat_of", (), int)
     # trial *system* attribute: the last heartbeat (time.time()) of a trial in a journal
     HEARTBEAT_KEY: Final = "mttune.heartbeat"
     # one attribute per final metric, next to METRICS: optuna-dashboard sorts and plots them
