@@ -33,12 +33,12 @@ def test_failed_trials_count_as_no_result():
     assert bench._best([None, None], 2) == math.inf
 
 
-def _args(**kw) -> argparse.Namespace:
-    return bench._parse(["--family", "mlp", "--seeds", "1", "--budget", "5", *kw.get("argv", [])])
+def _args(*argv: str) -> argparse.Namespace:
+    return bench._parse(["--family", "mlp", "--seeds", "1", "--budget", "5", *argv])
 
 
 def test_the_report_covers_only_pairs_every_method_finished():
-    args = _args(argv=["--short-budget", "2", "--methods", "builtin,tpe"])
+    args = _args("--short-budget", "2", "--methods", "builtin,tpe")
     jobs = [("mlp", m, "wine", 0, 5 if m == "tpe" else 2) for m in args.methods]
     jobs += [("mlp", m, "digits", 0, 5 if m == "tpe" else 2) for m in args.methods]
     done = {
