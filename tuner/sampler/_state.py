@@ -111,20 +111,28 @@ class StudyState:
             self._portfolios[key] = make()
         return self._portfolios[key]
 
-    def encoding(self, key: tuple, trial_id: int) -> tuple[bool, Any]:
-        """``(known, (x, f))`` of a finished trial in the space ``key`` (``None``: no fit)."""
+    def _encodings_for(self, key: tuple) -> None:
+        """Point the encoding cache at the space ``key``, emptying it when the space changed.
+
+        Keys hold Optuna distributions, whose ``==`` is slow; the cache keeps the key object
+        last seen, so the many lookups of one proposal compare by identity.
+        """
+        if key is self._encodings_key:
+            return
         if key != self._encodings_key:
             self._encodings.clear()
-            self._encodings_key = key
+        self._encodings_key = key
+
+    def encoding(self, key: tuple, trial_id: int) -> tuple[bool, Any]:
+        """``(known, (x, f))`` of a finished trial in the space ``key`` (``None``: no fit)."""
+        self._encodings_for(key)
         if trial_id in self._encodings:
             return True, self._encodings[trial_id]
         return False, None
 
     def keep_encoding(self, key: tuple, trial_id: int, xf: Any) -> None:
         """Cache a finished trial's coordinates (finished trials never change)."""
-        if key != self._encodings_key:
-            self._encodings.clear()
-            self._encodings_key = key
+        self._encodings_for(key)
         if len(self._encodings) > _MAX_ENCODINGS:
             self._encodings.clear()
         self._encodings[trial_id] = xf

@@ -115,26 +115,25 @@ class StudyView:
                 for t in every
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
-        pruned = tuple(
-            t for t in every if t.state == TrialState.PRUNED and self.coordinates(t) is not None
-        )
-        trials = sorted(
+        seen = [(t, xf) for t in every if (xf := self.coordinates(t)) is not None]
+        pruned = tuple(t for t, _ in seen if t.state == TrialState.PRUNED)
+        kept = sorted(
             (
-                t
-                for t in every
+                (t, xf)
+                for t, xf in seen
                 if t.state in states
                 and t.number != exclude
                 and (t.value is not None or t.state == TrialState.FAIL)
                 and not TrialAttr.INTERRUPTED.get(t.user_attrs)
-                and self.coordinates(t) is not None
             ),
-            key=lambda t: t.number,
+            key=lambda pair: pair[0].number,
         )
+        trials = [t for t, _ in kept]
         y = np.array([np.nan if t.value is None else sign(study) * float(t.value) for t in trials])
         finite = y[np.isfinite(y)]
         worst = float(finite.max()) + 1.0 if len(finite) else 1.0
         failed = ~np.isfinite(y)
-        x, f = self.stack(trials)
+        x, f = _stacked([xf for _, xf in kept], self.mapping)
         obs = _core.Observations(
             numbers=tuple(t.number for t in trials),
             x=x,
@@ -146,10 +145,9 @@ class StudyView:
 
     def stack(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
         """Study and prior coordinates of the trials the prior sees, as two arrays."""
-        rows = [xf for t in trials if (xf := self.coordinates(t)) is not None]
-        if not rows:
-            return np.zeros((0, self.mapping.dim)), np.zeros((0, self.mapping.prior.features.dim))
-        return np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows])
+        return _stacked(
+            [xf for t in trials if (xf := self.coordinates(t)) is not None], self.mapping
+        )
 
     def fixed(
         self, obs: _core.Observations, rows: Sequence[FrozenTrial], trial: FrozenTrial
@@ -217,3 +215,10 @@ class StudyView:
         if pending:
             rows += list(self.mapping.encode(pending))
         return np.vstack(rows) if rows else np.zeros((0, self.mapping.dim))
+
+
+def _stacked(rows: Sequence[tuple[np.ndarray, np.ndarray]], mapping: StudyMapping):
+    """Study and prior coordinates of trials, ``(x, f)`` pairs, as two arrays."""
+    if not rows:
+        return np.zeros((0, mapping.dim)), np.zeros((0, mapping.prior.features.dim))
+    return np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows])

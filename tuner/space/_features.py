@@ -22,6 +22,7 @@ The coordinates (a :class:`Feature` each):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -291,11 +292,27 @@ class FeatureSpace:
 def _one_hot(f: Feature, values: Sequence[Any] | None, present: np.ndarray, body: np.ndarray):
     if values is None:
         return
-    index = {_choice_key(c): j for j, c in enumerate(f.choices)}
+    try:
+        exact, index = _choice_index(f.choices)
+    except TypeError:  # an unhashable choice (not one Optuna allows): no exact lookup
+        exact, index = {}, {_choice_key(c): j for j, c in enumerate(f.choices)}
     for i in np.flatnonzero(present):
-        j = index.get(_choice_key(values[i]))
+        v = values[i]
+        try:  # the common case, a value of a choice's own type: no key to build
+            j = exact.get((type(v), v))
+        except TypeError:  # unhashable
+            j = None
+        if j is None:
+            j = index.get(_choice_key(v))
         if j is not None:
             body[i, j] = 1.0
+
+
+@functools.lru_cache(maxsize=256)
+def _choice_index(choices: tuple[Any, ...]) -> tuple[dict, dict]:
+    """Column of each choice, by ``(type, value)`` and by :func:`_choice_key`."""
+    index = {_choice_key(c): j for j, c in enumerate(choices)}
+    return {(type(c), c): index[_choice_key(c)] for c in choices}, index
 
 
 def _choice_key(value: Any) -> tuple[str, Any]:
