@@ -312,7 +312,8 @@ def _print_splits(info: dict, console: Console) -> None:
         )
         return
     label = Text("warning: ", style="bold yellow") if splits.get("degraded") else Text("")
-    console.print(label, "held-out tasks: ", splits.get("note", ""), sep="", soft_wrap=True)
+    note = Text(str(splits.get("note", "")))
+    console.print(label, Text("held-out tasks: "), note, sep="", soft_wrap=True)
 
 
 def _print_check(check: dict | None, console: Console) -> None:
