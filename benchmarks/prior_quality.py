@@ -32,7 +32,8 @@ from scipy import stats
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tasks(suite, names, n, rng):
+def random_tasks(suite, names, n, rng):
+    """``(name, configs, values)`` per task: ``n`` random configs, their surrogate values."""
     from tuner.space import Encoder
 
     enc = Encoder(suite.space)
@@ -153,8 +154,8 @@ def main(argv=None) -> int:
     if args.scale:
         return scale(args, suite, train)
     rng = np.random.default_rng(args.seed)
-    train_data = MetaDataset.from_tasks(suite.space, _tasks(suite, train, args.trials, rng))
-    test_tasks = _tasks(suite, test, args.trials, rng)
+    train_data = MetaDataset.from_tasks(suite.space, random_tasks(suite, train, args.trials, rng))
+    test_tasks = random_tasks(suite, test, args.trials, rng)
     direction = suite.space.objective.direction
     variants = {
         "MAML, second order (default)": MAMLConfig(),

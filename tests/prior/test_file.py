@@ -159,7 +159,13 @@ def test_huge_settings_in_the_header_are_refused_before_any_allocation(saved, tm
     [
         (lambda i: i.update(sources="oops"), "'info.sources' must be an object"),
         (lambda i: i["sources"].update(used=[1]), "'info.sources.used' must be a list"),
-        (lambda i: i["tasks"].update(train="t0"), "'info.tasks.train' must be a list"),
+        (lambda i: i["splits"].update(train="t0"), "'info.splits.train' must be a list"),
+        (lambda i: i["splits"].update(degraded="no"), "'info.splits.degraded' must be"),
+        (lambda i: i.update(tasks={"train": "t0"}), "'info.tasks.train' must be a list"),
+        (
+            lambda i: i["calibration_check"]["held_out"].update(coverage_95="most"),
+            "'info.calibration_check.held_out.coverage_95' must be a number",
+        ),
         (lambda i: i["validation"]["0-shot"].pop("mse"), "'info.validation.0-shot.mse'"),
         (lambda i: i["versions"].update(torch=2), "'info.versions'"),
     ],

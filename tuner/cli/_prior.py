@@ -221,7 +221,6 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     sources = info.get("sources", {})
     used = sources.get("used", [])
     training = info.get("training", {})
-    tasks = info.get("tasks", {})
     about = info.get("builtin")
     if about:
         console.print(
@@ -241,8 +240,7 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     )
     console.print(
         f"learned from {len(used)} studies / {sum(u.get('trials', 0) for u in used)} trials "
-        f"({len(tasks.get('train', []))} train, {len(tasks.get('validation', []))} validation "
-        f"tasks); {len(sources.get('skipped_studies', []))} studies skipped"
+        f"({_roles(info)}); {len(sources.get('skipped_studies', []))} studies skipped"
     )
     for s in sources.get("skipped_studies", [])[:5]:
         console.print(f"  skipped {s.get('study')}: {s.get('reason')}")
@@ -262,9 +260,11 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
         + " on "
         f"{training.get('device', '?')}, seed {training.get('seed', '?')}"
     )
+    _print_splits(info, console)
     validation = info.get("validation", {})
     if validation:
-        table = Table(title="validation on held-out studies (targets in support units)")
+        where = "assessment studies, cross-fitted" if "splits" in info else "held-out studies"
+        table = Table(title=f"validation on {where} (targets in support units)")
         for col in ("shots", "kendall tau", "mse", "nll", "68% cover", "95% cover"):
             table.add_column(col, justify="right")
         for k, m in validation.items():
@@ -278,6 +278,62 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
                 f"{m['coverage_95']:.2f}",
             )
         console.print(table)
+    _print_check(info.get("calibration_check"), console)
     versions = info.get("versions", {})
     if versions:
         console.print("made with " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+def _roles(info: dict) -> str:
+    """How many tasks trained, stopped early and assessed (old files: train, validation)."""
+    splits = info.get("splits")
+    if splits is None:
+        tasks = info.get("tasks", {})
+        n_train, n_val = len(tasks.get("train", [])), len(tasks.get("validation", []))
+        return f"{n_train} train, {n_val} validation tasks"
+    n_train, n_stop, n_assess = (
+        len(splits.get(k, [])) for k in ("train", "early_stopping", "assessment")
+    )
+    if splits.get("scheme") == "shared":
+        return f"{n_train} train, {n_assess} held-out tasks for early stopping and assessment"
+    return f"{n_train} train, {n_stop} early-stopping, {n_assess} assessment tasks"
+
+
+def _print_splits(info: dict, console: Console) -> None:
+    """What the held-out tasks did: the split's note, or that an old file has no record."""
+    splits = info.get("splits")
+    if splits is None:
+        console.print(
+            "held-out tasks: no split record (a prior made before early stopping, calibration "
+            "and the reported metrics had their own tasks): the same tasks did all three, so "
+            "the figures below are optimistic; meta-train it again for honest ones",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    label = Text("warning: ", style="bold yellow") if splits.get("degraded") else Text("")
+    note = Text(str(splits.get("note", "")))
+    console.print(label, Text("held-out tasks: "), note, sep="", soft_wrap=True)
+
+
+def _print_check(check: dict | None, console: Console) -> None:
+    """The calibration's coverage on tasks it was not fitted on, next to what it claims."""
+    if not check:
+        return
+    nominal, reported = check.get("nominal", {}), check.get("reported", {})
+    in_sample, held_out = check.get("in_sample", {}), check.get("held_out")
+    for name, label in (("coverage_95", "95%"), ("coverage_68", "68%")):
+        fitted = f"{in_sample.get(name, float('nan')):.2f} on the tasks it was fitted on"
+        if held_out is None:
+            where = f"not checked on other tasks (too few); {fitted}"
+        else:
+            where = (
+                f"{held_out.get(name, float('nan')):.2f} on tasks it was not fitted on, {fitted}"
+            )
+        console.print(
+            f"calibration check, {label} intervals: {where}; nominal "
+            f"{nominal.get(name, float('nan')):.2f}, reported above "
+            f"{reported.get(name, float('nan')):.2f}",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -4,8 +4,8 @@ Layout::
 
     header.__metadata__["mttune"]   JSON: format, space (+hash), features (the named
                                     hyperparameters and their ranges), portfolio configs,
-                                    model, maml, calibration, sources, versions, validation
-                                    metrics, ...
+                                    model, maml, calibration, sources, versions, task
+                                    splits, validation metrics, calibration check, ...
     params.<name>                   float32 (M, ...)  stacked ensemble weights
     log_lr.<name>                   float32 (M,)      inner-loop log learning rates
     portfolio                       float32 (P, D)    the sources' best configs, in the
@@ -27,6 +27,7 @@ import math
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -381,6 +382,8 @@ def _check_info(info: Any, path: Path) -> None:
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             raise fail(f"tasks.{key}", "must be a list of task names")
     mapping(info.get("training", {}), "training")
+    _check_splits(mapping(info.get("splits", {}), "splits"), fail)
+    _check_calibration_check(mapping(info.get("calibration_check", {}), "calibration_check"), fail)
     for shots, m in mapping(info.get("validation", {}), "validation").items():
         m = mapping(m, f"validation.{shots}")
         for field in ("mse", "nll", "coverage_68", "coverage_95", "kendall_tau"):
@@ -393,6 +396,37 @@ def _check_info(info: Any, path: Path) -> None:
     versions = mapping(info.get("versions", {}), "versions")
     if not all(isinstance(v, str) for v in versions.values()):
         raise fail("versions", "must map names to version strings")
+
+
+def _check_splits(splits: dict, fail: Callable[[str, str], PriorFileError]) -> None:
+    """``info.splits`` (absent in files made before it): names per role, the note."""
+    for key in ("train", "early_stopping", "assessment"):
+        value = splits.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            raise fail(f"splits.{key}", "must be a list of task names")
+    folds = splits.get("calibration_folds", [])
+    if not isinstance(folds, list) or not all(
+        isinstance(f, list) and all(isinstance(n, str) for n in f) for f in folds
+    ):
+        raise fail("splits.calibration_folds", "must be lists of task names")
+    if not isinstance(splits.get("note", ""), str):
+        raise fail("splits.note", "must be a string")
+    if not isinstance(splits.get("degraded", False), bool):
+        raise fail("splits.degraded", "must be true or false")
+
+
+def _check_calibration_check(check: dict, fail: Callable[[str, str], PriorFileError]) -> None:
+    """``info.calibration_check`` (absent in older files): coverages as numbers."""
+    for key in ("nominal", "held_out", "in_sample", "reported"):
+        value = check.get(key, {})
+        if value is None and key == "held_out":
+            continue
+        if not isinstance(value, dict):
+            raise fail(f"calibration_check.{key}", "must be an object")
+        for field in ("coverage_68", "coverage_95"):
+            v = value.get(field, 0.0)
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise fail(f"calibration_check.{key}.{field}", "must be a number")
 
 
 def _tensor(

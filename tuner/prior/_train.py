@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import optimize, stats
 
 from tuner._errors import MttuneError
 from tuner.metadataset import MetaDataset, relative_to_support
+from tuner.prior._assess import TaskSplits, assess, split_tasks
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
 from tuner.prior._maml import batched_query_loss, init_ensemble
-from tuner.prior._prior import BUCKETS, Calibration, MetaPrior, bucket_of
+from tuner.prior._prior import Calibration, MetaPrior
 
 __all__ = [
     "Episode",
@@ -75,8 +75,12 @@ def meta_train(
 ) -> MetaPrior:
     """Meta-train a :class:`MetaPrior` on ``dataset``.
 
-    Whole tasks are held out for validation (early stopping, calibration and the metrics
-    stored in the prior). Same dataset + same seed + same device gives the same prior.
+    Whole tasks are held out, each for one role (:func:`tuner.prior._assess.split_tasks`):
+    some stop the training early, others fit the calibration and give the metrics stored in
+    the prior, cross-fitted in two halves so that the calibration is checked on tasks it was
+    not fitted on. ``info["splits"]`` records who did what (and, with too few tasks for
+    three roles, that the held-out tasks were shared); ``info["calibration_check"]`` the
+    check. Same dataset + same seed + same device gives the same prior.
 
     Args:
         dataset: The meta-dataset (at least 3 tasks).
@@ -92,27 +96,23 @@ def meta_train(
         raise MttuneError(f"meta-training needs at least 3 tasks, got {len(dataset.tasks)}.")
     dev = resolve_device(device)
     t0 = time.monotonic()
-    rng = np.random.default_rng(seed)
-    n_val = max(1, round(maml.val_tasks * len(dataset.tasks)))
-    train_set, val_set = dataset.split(n_val, rng)
+    splits = split_tasks(len(dataset.tasks), maml, seed)
     gen = torch.Generator().manual_seed(seed)
-    tasks = _task_tensors(train_set, dev)
+    tasks = _task_tensors(_subset(dataset, splits.train), dev)
     learner = _Learner.init(tasks[0].shape[2], model, maml, gen, dev)
-    episodes = validation_episodes(val_set, seed)
+    stop_episodes = validation_episodes(_subset(dataset, splits.early_stopping), seed)
     sample = functools.partial(_sample_batch, *tasks, model.ensemble, maml, gen, dev)
-    fit = _fit(learner, sample, episodes, maml, progress)
+    fit = _fit(learner, sample, stop_episodes, maml, progress)
     train_seconds = time.monotonic() - t0
-    prior, metrics = _calibrated_prior(dataset, model, maml, fit, episodes)
+    prior, metrics, check = _calibrated_prior(dataset, model, maml, fit, splits, seed)
     prior.info = {
         "sources": dataset.report.to_dict(),
-        "tasks": {
-            "train": [t.name for t in train_set.tasks],
-            "validation": [t.name for t in val_set.tasks],
-        },
+        "splits": splits.to_dict([t.name for t in dataset.tasks], seed),
         "normalization": "per task: direction-aware Gaussian-copula of ranks, then relative "
         "to the support set (see tuner.metadataset._normalize)",
         "training": fit.to_dict(seed=seed, device=dev, seconds=train_seconds),
         "validation": metrics,
+        "calibration_check": check,
         "versions": {
             "mttune": _mttune_version(),
             "torch": torch.__version__,
@@ -263,14 +263,22 @@ def _fit(
     return fit
 
 
+def _subset(dataset: MetaDataset, idx: tuple[int, ...]) -> MetaDataset:
+    """The tasks ``idx`` of ``dataset``, in that order."""
+    return MetaDataset(
+        dataset.space, [dataset.tasks[i] for i in idx], dataset.report, dataset.features
+    )
+
+
 def _calibrated_prior(
     dataset: MetaDataset,
     model: ModelConfig,
     maml: MAMLConfig,
     fit: _Fit,
-    episodes: list[Episode],
-) -> tuple[MetaPrior, dict[str, Any]]:
-    """The prior of the best state, calibrated on the validation episodes, and its metrics."""
+    splits: TaskSplits,
+    seed: int,
+) -> tuple[MetaPrior, dict[str, Any], dict[str, Any]]:
+    """The prior of the best state, calibrated on the assessment tasks, its metrics, check."""
     assert fit.best is not None
     params_best, lrs_best = fit.best
     portfolio = _portfolio(dataset)
@@ -286,8 +294,14 @@ def _calibrated_prior(
         features=dataset.features,
         portfolio_configs=portfolio,
     )
-    prior.calibration = fit_calibration(evaluate_episodes(prior, episodes))
-    return prior, summarize(evaluate_episodes(prior, episodes))
+    # episodes numbered by dataset task index, so that the folds can find them
+    episodes = [
+        dataclasses.replace(ep, task=splits.assessment[ep.task])
+        for ep in validation_episodes(_subset(dataset, splits.assessment), seed)
+    ]
+    calibration, metrics, check = assess(evaluate_episodes(prior, episodes), splits.folds)
+    prior.calibration = calibration
+    return prior, metrics, check
 
 
 def _mttune_version() -> str:
@@ -389,60 +403,6 @@ def _val_loss(params, log_lrs, episodes, maml: MAMLConfig) -> float:
         mean = fast.adapt(ep.x_s, t_s, maml.prediction_steps).predict(ep.x_q).mean(axis=0)
         losses.append(float(np.mean((mean - t_q) ** 2)))
     return float(np.mean(losses))
-
-
-def fit_calibration(results: list[dict[str, Any]]) -> Calibration:
-    """Fit ``var = a * var_ens + b`` per support-size bucket by Gaussian likelihood."""
-    a_all, b_all = [], []
-    global_fit = _fit_ab(results)
-    for i in range(len(BUCKETS)):
-        sel = [r for r in results if bucket_of(r["k"]) == i]
-        a, b = _fit_ab(sel) if sel else global_fit
-        a_all.append(a)
-        b_all.append(b)
-    return Calibration(tuple(a_all), tuple(b_all))
-
-
-def _fit_ab(results: list[dict[str, Any]]) -> tuple[float, float]:
-    if not results:
-        return 1.0, 0.1
-    err2 = np.concatenate([(r["mean"] - r["t"]) ** 2 for r in results])
-    var = np.concatenate([r["var_ens"] for r in results])
-
-    def nll(theta: np.ndarray) -> float:
-        a, b = np.exp(theta)
-        v = a * var + b
-        return float(np.mean(np.log(v) + err2 / v))
-
-    res = optimize.minimize(
-        nll, x0=np.log([1.0, 0.1]), method="L-BFGS-B", bounds=[(-9.0, 9.0), (-9.0, 5.0)]
-    )
-    a, b = np.exp(res.x)
-    return float(a), float(b)
-
-
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Validation metrics per support size: MSE, Kendall tau, NLL and interval coverage."""
-    out: dict[str, Any] = {}
-    for k in sorted({r["k"] for r in results}):
-        sel = [r for r in results if r["k"] == k]
-        taus = []
-        for r in sel:
-            if len(r["t"]) >= 3 and np.ptp(r["mean"]) > 0:
-                taus.append(stats.kendalltau(r["mean"], r["t"]).statistic)
-        t = np.concatenate([r["t"] for r in sel])
-        mean = np.concatenate([r["mean"] for r in sel])
-        std = np.concatenate([r["std"] for r in sel])
-        zscore = np.abs(mean - t) / std
-        out[f"{k}-shot"] = {
-            "episodes": len(sel),
-            "kendall_tau": round(float(np.nanmean(taus)), 4) if taus else None,
-            "mse": round(float(np.mean((mean - t) ** 2)), 4),
-            "nll": round(float(np.mean(0.5 * np.log(2 * np.pi * std**2) + 0.5 * zscore**2)), 4),
-            "coverage_68": round(float(np.mean(zscore <= 1.0)), 3),
-            "coverage_95": round(float(np.mean(zscore <= 1.96)), 3),
-        }
-    return out
 
 
 def _portfolio(dataset: MetaDataset) -> list[dict[str, Any]]:
