@@ -6,13 +6,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.prior.conftest import SMALL_MODEL, bowl_family
 from tuner.cli import main
 from tuner.metadataset import MetaDataset
 from tuner.prior import MAMLConfig, load_prior, meta_train, save_prior
-from tuner.prior._assess import assess, split_tasks
+from tuner.prior._assess import cross_fit, fit_calibration, split_tasks
 from tuner.prior._train import evaluate_episodes, validation_episodes
 
 # Written by mttune before the task splits (main at 3502a16: hidden 8, 2 members, 6 bowl
@@ -24,16 +25,11 @@ TINY_MAML = MAMLConfig(max_steps=20, val_every=10, meta_batch=4)
 @pytest.mark.parametrize("n", range(3, 41))
 def test_splits_are_disjoint_and_cover_the_tasks(n):
     s = split_tasks(n, MAMLConfig(), seed=n)
-    roles = [set(s.train), set(s.early_stopping), set(s.assessment)]
-    assert set().union(*roles) == set(range(n))
-    assert len(s.train) >= 2
-    assert not roles[0] & roles[1] and not roles[0] & roles[2]
-    if s.shared:
-        assert roles[1] == roles[2]
-    else:
-        assert not roles[1] & roles[2]  # reported metrics never on early-stopping tasks
+    assert set(s.train) | set(s.held_out) == set(range(n))
+    assert not set(s.train) & set(s.held_out) and len(s.train) >= 2
     folds = [set(f) for f in s.folds]
-    assert set().union(*folds) == roles[2] and sum(map(len, folds)) == len(roles[2])
+    assert set().union(*folds) == set(s.held_out) and sum(map(len, folds)) == len(s.held_out)
+    assert s.degraded == (len(s.held_out) == 1)
 
 
 def test_the_split_is_reproducible_with_the_seed():
@@ -41,87 +37,109 @@ def test_the_split_is_reproducible_with_the_seed():
     assert split_tasks(30, MAMLConfig(), seed=4) != split_tasks(30, MAMLConfig(), seed=5)
 
 
-def test_enough_tasks_give_three_roles_and_two_folds():
+def test_the_held_out_tasks_are_those_held_out_before_the_cross_fit():
+    """A prior trains on the same tasks as before (MetaDataset.split with the same seed)."""
+    dataset = bowl_family(24, 10, seed=0)
+    train, val = dataset.split(round(0.2 * 24), np.random.default_rng(7))
+    s = split_tasks(24, MAMLConfig(), seed=7)
+    names = [t.name for t in dataset.tasks]
+    assert [names[i] for i in s.train] == [t.name for t in train.tasks]
+    assert [names[i] for i in s.held_out] == [t.name for t in val.tasks]
+
+
+def test_enough_tasks_give_two_folds():
     s = split_tasks(119, MAMLConfig(), seed=0)
-    assert (len(s.train), len(s.early_stopping), len(s.assessment)) == (83, 18, 18)
-    assert not s.shared and not s.degraded and len(s.folds) == 2
-    assert split_tasks(5, MAMLConfig(), seed=0).shared is False
+    assert (len(s.train), len(s.held_out)) == (95, 24)
+    assert [len(f) for f in s.folds] == [12, 12] and not s.degraded
+    assert not split_tasks(8, MAMLConfig(), seed=0).degraded  # 2 held out: 1 and 1
 
 
-@pytest.mark.parametrize(("n", "held"), [(3, 1), (4, 2)])
-def test_few_tasks_share_the_held_out_ones_and_say_so(n, held):
+@pytest.mark.parametrize("n", [3, 4, 7])
+def test_a_single_held_out_task_cannot_cross_fit_and_says_so(n):
     s = split_tasks(n, MAMLConfig(), seed=0)
-    assert s.shared and s.degraded
-    assert len(s.assessment) == held and s.early_stopping == s.assessment
-    assert f"only {n} tasks, too few to split three ways" in s.note
-    assert "optimistic" in s.note
-    assert len(s.folds) == min(held, 2)
+    assert s.degraded and len(s.held_out) == 1 and len(s.folds) == 1
+    assert f"only {n} tasks" in s.note and "optimistic" in s.note
 
 
-def test_the_prior_records_its_splits_and_reports_on_assessment_tasks_only(bowl_prior):
+def test_the_prior_records_its_splits(bowl_prior):
     splits = bowl_prior.info["splits"]
-    assert splits["scheme"] == "separate" and splits["degraded"] is False
-    assert not set(splits["assessment"]) & set(splits["early_stopping"])
-    assert not set(splits["assessment"]) & set(splits["train"])
-    counts = splits["counts"]
-    assert counts == {k: len(splits[k]) for k in ("train", "early_stopping", "assessment")}
-    assert sum(counts.values()) == 24
+    assert splits["scheme"] == "cross-fitted" and splits["degraded"] is False
+    assert not set(splits["held_out"]) & set(splits["train"])
+    assert splits["counts"] == {"train": 19, "held_out": 5}
+    assert sorted(n for f in splits["folds"] for n in f) == sorted(splits["held_out"])
 
 
-def test_reported_metrics_and_calibration_come_from_the_assessment_tasks(bowl_prior):
-    """Recomputed from the assessment tasks alone, they are exactly what the prior stores."""
+def test_reported_metrics_are_cross_fitted_and_the_calibration_is_in_sample(bowl_prior):
+    """Recomputed by hand: each half measured with the step and calibration of the other."""
     dataset = bowl_family(24, 60, seed=0)
     splits = split_tasks(24, bowl_prior.maml, seed=0)
-    names = [t.name for t in dataset.tasks]
-    assert [names[i] for i in splits.assessment] == bowl_prior.info["splits"]["assessment"]
     sub = MetaDataset(
         dataset.space,
-        [dataset.tasks[i] for i in splits.assessment],
+        [dataset.tasks[i] for i in splits.held_out],
         dataset.report,
         dataset.features,
     )
     episodes = [
-        dataclasses.replace(ep, task=splits.assessment[ep.task])
+        dataclasses.replace(ep, task=splits.held_out[ep.task])
         for ep in validation_episodes(sub, 0)
     ]
-    calibration, metrics, check = assess(evaluate_episodes(bowl_prior, episodes), splits.folds)
-    assert calibration == bowl_prior.calibration
-    assert metrics == bowl_prior.info["validation"]
-    assert check == bowl_prior.info["calibration_check"]
-
-
-def test_calibration_check_is_on_tasks_the_calibration_was_not_fitted_on(bowl_prior):
+    shipped = evaluate_episodes(bowl_prior, episodes)
+    assert fit_calibration(shipped) == bowl_prior.calibration
+    # every fold picked its own best step, and the metrics differ from the in-sample ones
+    steps = bowl_prior.info["training"]["fold_best_steps"]
+    assert len(steps) == 2 and all(s >= bowl_prior.maml.val_every for s in steps)
     check = bowl_prior.info["calibration_check"]
-    assert check["nominal"] == {"coverage_68": 0.68, "coverage_95": 0.95}
-    n_assess = bowl_prior.info["splits"]["counts"]["assessment"]
-    assert [f["fit_tasks"] + f["check_tasks"] for f in check["folds"]] == [n_assess] * 2
-    # the reported metrics are the cross-fitted predictions: the same coverage, pooled
     assert check["reported"]["coverage_95"] == pytest.approx(
         check["held_out"]["coverage_95"], abs=0.002
     )
-    assert 0.5 <= check["held_out"]["coverage_95"] <= 1.0
+    assert [f["fit_tasks"] + f["check_tasks"] for f in check["folds"]] == [5, 5]
+    in_sample = check["in_sample"]
+    assert (in_sample["coverage_68"], in_sample["coverage_95"]) != (
+        check["held_out"]["coverage_68"],
+        check["held_out"]["coverage_95"],
+    )
 
 
-def test_meta_train_with_few_tasks_states_it_in_the_prior_and_in_show(tmp_path, capsys):
-    prior = meta_train(bowl_family(4, 30, seed=3), model=SMALL_MODEL, maml=TINY_MAML, seed=0)
+def test_the_fold_a_prior_is_measured_with_is_the_other_one():
+    """cross_fit evaluates fold i with the prior and calibration of fold 1 - i."""
+    calls = []
+
+    def evaluate(j, tasks):
+        calls.append((j, tuple(tasks)))
+        rng = np.random.default_rng(j * 10 + len(calls))
+        t = rng.normal(size=20)
+        return [
+            {
+                "k": 1,
+                "task": tasks[0],
+                "t": t,
+                "mean": t + 0.1,
+                "var_ens": np.ones(20),
+                "std": np.ones(20),
+            }
+        ]
+
+    shipped = evaluate(0, (0,)) + evaluate(1, (1,))
+    calls.clear()
+    _, metrics, check = cross_fit(evaluate, shipped, ((0,), (1,)))
+    assert calls == [(1, (1,)), (1, (0,)), (0, (0,)), (0, (1,))]
+    assert check["held_out"] is not None and len(check["folds"]) == 2
+    assert metrics["1-shot"]["episodes"] == 2
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_meta_train_with_few_tasks_states_it_in_the_prior_and_in_show(n, tmp_path, capsys):
+    prior = meta_train(bowl_family(n, 30, seed=3), model=SMALL_MODEL, maml=TINY_MAML, seed=0)
     splits = prior.info["splits"]
-    assert splits["scheme"] == "shared" and splits["degraded"] is True
-    assert "only 4 tasks, too few to split three ways" in splits["note"]
-    assert splits["early_stopping"] == splits["assessment"]
+    assert splits["scheme"] == "single" and splits["degraded"] is True
+    assert f"only {n} tasks" in splits["note"] and len(splits["held_out"]) == 1
+    assert prior.info["calibration_check"]["held_out"] is None
     path = save_prior(prior, tmp_path / "few.safetensors")
     assert main(["prior", "show", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("warning: held-out tasks: only 4 tasks, too few") == 1
-    assert "2 held-out tasks for early stopping and assessment" in out
-
-
-def test_three_tasks_have_no_held_out_check_and_say_so(tmp_path, capsys):
-    prior = meta_train(bowl_family(3, 30, seed=3), model=SMALL_MODEL, maml=TINY_MAML, seed=0)
-    assert prior.info["calibration_check"]["held_out"] is None
-    assert "fitted and checked on the same task" in prior.info["splits"]["note"]
-    path = save_prior(prior, tmp_path / "three.safetensors")
-    assert main(["prior", "show", str(path)]) == 0
-    assert "not checked on other tasks (too few)" in capsys.readouterr().out
+    assert out.count(f"warning: held-out tasks: only {n} tasks") == 1
+    assert f"{n - 1} train, 1 held-out tasks (no cross-fit)" in out
+    assert "not checked on other tasks (too few)" in out
 
 
 def test_prior_show_prints_the_splits_and_the_calibration_check(bowl_prior, tmp_path, capsys):
@@ -129,12 +147,13 @@ def test_prior_show_prints_the_splits_and_the_calibration_check(bowl_prior, tmp_
     assert main(["prior", "show", str(path)]) == 0
     out = capsys.readouterr().out
     counts = bowl_prior.info["splits"]["counts"]
+    folds = "/".join(str(len(f)) for f in bowl_prior.info["splits"]["folds"])
     assert (
-        f"{counts['train']} train, {counts['early_stopping']} early-stopping, "
-        f"{counts['assessment']} assessment tasks" in out
+        f"{counts['train']} train, {counts['held_out']} held-out tasks (cross-fitted {folds})"
+        in out
     )
     assert "held-out tasks: " in out and "warning" not in out
-    assert "validation on assessment studies, cross-fitted" in out
+    assert "validation on held-out studies, cross-fitted" in out
     held = bowl_prior.info["calibration_check"]["held_out"]["coverage_95"]
     assert f"95% intervals: {held:.2f} on tasks it was not fitted on" in out
     assert "nominal 0.95" in out

@@ -100,14 +100,14 @@ def test_meta_train_named_studies_and_too_little_data(past, capsys):
     assert not (tmp_path / "p.safetensors").exists()
 
 
-def test_meta_train_on_four_studies_says_once_that_they_are_too_few_to_split(past, capsys):
+def test_meta_train_on_four_studies_says_once_that_they_are_too_few_to_cross_fit(past, capsys):
     tmp_path, space_file = past
     argv = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
     argv += ["--study", "task-0", "task-1", "task-2", "task-3", "--max-steps", "20"]
     assert main([*argv, "-o", str(tmp_path / "p.safetensors"), "--quiet"]) == 0
     captured = capsys.readouterr()
     said = captured.out + captured.err
-    assert said.count("too few to split three ways") == 1
+    assert said.count("so they are optimistic") == 1
     assert "warning: held-out tasks: only 4 tasks" in captured.out
     assert load_prior(tmp_path / "p.safetensors").info["splits"]["degraded"] is True
 

@@ -80,7 +80,7 @@ def test_validation_metrics_and_calibration_are_recorded(bowl_prior):
     for m in val.values():
         assert 0.75 <= m["coverage_95"] <= 1.0, m
     assert bowl_prior.info["training"]["best_step"] >= SMALL_MAML.val_every
-    assert len(bowl_prior.info["splits"]["assessment"]) >= 2
+    assert len(bowl_prior.info["splits"]["held_out"]) >= 2
 
 
 def test_inner_learning_rate_is_learned(bowl_prior):

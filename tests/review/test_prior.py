@@ -34,7 +34,7 @@ def _bowl(params: dict) -> float:
 @pytest.fixture(scope="module")
 def prior_studies(tmp_path_factory):
     prior = meta_train(
-        bowl_family(12, 30, seed=0),  # 8 train, 2 stop early, 2 assess
+        bowl_family(10, 30, seed=0),
         model=SMALL_MODEL,
         maml=MAMLConfig(max_steps=40, val_every=20, patience=2),
         seed=0,

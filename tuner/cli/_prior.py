@@ -263,7 +263,8 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     _print_splits(info, console)
     validation = info.get("validation", {})
     if validation:
-        where = "assessment studies, cross-fitted" if "splits" in info else "held-out studies"
+        crossed = info.get("splits", {}).get("scheme") == "cross-fitted"
+        where = "held-out studies, cross-fitted" if crossed else "held-out studies"
         table = Table(title=f"validation on {where} (targets in support units)")
         for col in ("shots", "kendall tau", "mse", "nll", "68% cover", "95% cover"):
             table.add_column(col, justify="right")
@@ -285,18 +286,16 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
 
 
 def _roles(info: dict) -> str:
-    """How many tasks trained, stopped early and assessed (old files: train, validation)."""
+    """How many tasks trained and were held out (old files: train, validation)."""
     splits = info.get("splits")
     if splits is None:
         tasks = info.get("tasks", {})
         n_train, n_val = len(tasks.get("train", [])), len(tasks.get("validation", []))
         return f"{n_train} train, {n_val} validation tasks"
-    n_train, n_stop, n_assess = (
-        len(splits.get(k, [])) for k in ("train", "early_stopping", "assessment")
-    )
-    if splits.get("scheme") == "shared":
-        return f"{n_train} train, {n_assess} held-out tasks for early stopping and assessment"
-    return f"{n_train} train, {n_stop} early-stopping, {n_assess} assessment tasks"
+    n_train, n_held = (len(splits.get(k, [])) for k in ("train", "held_out"))
+    folds = "/".join(str(len(f)) for f in splits.get("folds", []))
+    how = "cross-fitted " + folds if splits.get("scheme") == "cross-fitted" else "no cross-fit"
+    return f"{n_train} train, {n_held} held-out tasks ({how})"
 
 
 def _print_splits(info: dict, console: Console) -> None:

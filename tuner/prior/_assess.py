@@ -1,22 +1,21 @@
-"""Held-out tasks for meta-training: who stops, who calibrates, who reports, and the check.
+"""Held-out tasks for meta-training, and an honest account of what they say about the prior.
 
-The tasks a prior does not train on are split by role, so that what the prior says about
-itself is measured on tasks that chose nothing about it:
+The tasks a prior does not train on (``val_tasks`` of them) pick the training step and fit
+the calibration of the shipped prior, as they always have. Figures measured on those same
+tasks would flatter it, so the metrics a prior reports are **cross-fitted**: the held-out
+tasks are split in two halves; for each half, the training step is picked and the calibration
+fitted on the *other* half, and the metrics are measured on this one. The reported figures
+are thus those of the whole procedure (stop early, calibrate) on tasks that took no part in
+it, while the shipped prior keeps every held-out task's evidence. ``calibration_check`` puts
+the cross-fitted coverage next to the nominal level and to the in-sample coverage.
 
-* ``early_stopping`` tasks pick the training step;
-* ``assessment`` tasks fit the calibration and give the reported metrics, cross-fitted: the
-  calibration fitted on one half of them is checked on the other half, and vice versa, and the
-  reported metrics are those cross-fitted predictions. The shipped calibration is fitted on all
-  assessment tasks.
-
-With too few tasks for three disjoint roles (fewer than 5 at the defaults) the held-out tasks
-serve both early stopping and assessment, and the split record says so (``degraded``).
+With a single held-out task no cross-fit is possible: the prior says so (``degraded``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,37 +24,32 @@ from scipy import optimize, stats
 from tuner.prior._config import MAMLConfig
 from tuner.prior._prior import BUCKETS, Calibration, bucket_of
 
-__all__ = ["TaskSplits", "assess", "fit_calibration", "split_tasks", "summarize"]
+__all__ = ["TaskSplits", "cross_fit", "fit_calibration", "split_tasks", "summarize"]
 
 # Nominal coverage of the intervals the metrics report: name -> (z, level).
 LEVELS = {"coverage_68": (1.0, 0.68), "coverage_95": (1.96, 0.95)}
-MIN_TRAIN = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSplits:
-    """Task indices by role (disjoint unless ``shared``), and what was done.
+    """Task indices by role, and what was done.
 
     Attributes:
         train: Tasks meta-trained on.
-        early_stopping: Tasks whose validation loss picks the training step.
-        assessment: Tasks that fit the calibration and give the reported metrics.
-        folds: ``assessment`` in two halves for cross-fitting (one fold: no cross-fit).
-        shared: Whether ``early_stopping`` and ``assessment`` are the same tasks.
-        note: What was done, in words (why, when degraded).
+        held_out: Tasks that stop the training and fit the shipped prior's calibration.
+        folds: ``held_out`` in two halves for the cross-fitted metrics (one fold: none).
+        note: What was done, in words (and why, when degraded).
     """
 
     train: tuple[int, ...]
-    early_stopping: tuple[int, ...]
-    assessment: tuple[int, ...]
+    held_out: tuple[int, ...]
     folds: tuple[tuple[int, ...], ...]
-    shared: bool
     note: str
 
     @property
     def degraded(self) -> bool:
-        """Whether the reported metrics are not fully independent of the choices they judge."""
-        return self.shared or len(self.folds) < 2
+        """Whether the reported metrics are measured on the tasks that chose the prior."""
+        return len(self.folds) < 2
 
     def to_dict(self, names: Sequence[str], seed: int) -> dict[str, Any]:
         """The prior's ``splits`` record: the task names per role, counts, folds, the note."""
@@ -64,98 +58,86 @@ class TaskSplits:
             return [names[i] for i in idx]
 
         return {
-            "scheme": "shared" if self.shared else "separate",
+            "scheme": "single" if self.degraded else "cross-fitted",
             "degraded": self.degraded,
             "note": self.note,
             "seed": seed,
-            "counts": {
-                "train": len(self.train),
-                "early_stopping": len(self.early_stopping),
-                "assessment": len(self.assessment),
-            },
+            "counts": {"train": len(self.train), "held_out": len(self.held_out)},
             "train": named(self.train),
-            "early_stopping": named(self.early_stopping),
-            "assessment": named(self.assessment),
-            "calibration_folds": [named(f) for f in self.folds],
+            "held_out": named(self.held_out),
+            "folds": [named(f) for f in self.folds],
         }
 
 
 def split_tasks(n_tasks: int, maml: MAMLConfig, seed: int) -> TaskSplits:
-    """Split ``n_tasks`` task indices by role, deterministically given ``seed``.
+    """Hold out ``maml.val_tasks`` of ``n_tasks`` (at least one), deterministically.
 
-    ``maml.val_tasks`` of the tasks (at least 1) stop early, ``maml.assess_tasks`` (at least 2)
-    assess, the rest (at least 2) train. When that does not fit, 1 and 2 tasks; with fewer
-    than 5 tasks, ``n_tasks - 2`` held-out tasks do both (stated in the note).
+    The held-out tasks are the first of a permutation seeded by ``seed`` (the tasks held out
+    before the cross-fit, so a prior trains on the same tasks as it did); the folds are the
+    two halves of them in that order.
     """
     order = [int(i) for i in np.random.default_rng(seed).permutation(n_tasks)]
-    n_stop = max(1, round(maml.val_tasks * n_tasks))
-    n_assess = max(2, round(maml.assess_tasks * n_tasks))
-    if n_tasks - n_stop - n_assess < MIN_TRAIN:
-        n_stop, n_assess = 1, 2
-    if n_tasks - n_stop - n_assess >= MIN_TRAIN:
-        stop, assess = order[:n_stop], order[n_stop : n_stop + n_assess]
-        train = order[n_stop + n_assess :]
+    n_held = max(1, round(maml.val_tasks * n_tasks))
+    held, train = order[:n_held], order[n_held:]
+    if n_held >= 2:
+        half = (n_held + 1) // 2
+        folds = (tuple(sorted(held[:half])), tuple(sorted(held[half:])))
         note = (
-            f"{len(train)} tasks trained, {n_stop} stopped early, {n_assess} calibrated and "
-            "reported (cross-fitted in two halves): the reported metrics are on tasks that "
-            "neither trained nor stopped the prior, with a calibration not fitted on them"
+            f"{len(train)} tasks trained, {n_held} held out to stop the training and "
+            "calibrate; the reported metrics are cross-fitted between two halves of them "
+            f"({len(folds[0])} and {len(folds[1])}): on each half, with the training step "
+            "and the calibration chosen on the other"
         )
-        return TaskSplits(*_sorted(train, stop, assess), _folds(assess), False, note)
-    held = order[: max(1, n_tasks - MIN_TRAIN)]
-    train = order[len(held) :]
-    if len(held) >= 2:
-        how = "the calibration is cross-fitted between them"
     else:
-        how = "the calibration is fitted and checked on the same task"
-    note = (
-        f"only {n_tasks} tasks, too few to split three ways (5 needed): the {len(held)} "
-        f"held-out task(s) serve early stopping, calibration and the reported metrics, and "
-        f"{how}, so the reported metrics are optimistic; meta-train on more studies for "
-        "honest figures"
-    )
-    return TaskSplits(*_sorted(train, held, held), _folds(held), True, note)
+        folds = (tuple(held),)
+        note = (
+            f"only {n_tasks} tasks: the 1 held-out task stops the training, fits the "
+            "calibration and gives the reported metrics, so they are optimistic; "
+            "meta-train on more studies (8 or more, with the default val_tasks) for "
+            "cross-fitted figures"
+        )
+    return TaskSplits(tuple(sorted(train)), tuple(sorted(held)), folds, note)
 
 
-def _sorted(*groups: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(sorted(g)) for g in groups)
+def fold_losses(losses: Sequence[float], tasks: Sequence[int], folds) -> list[float]:
+    """The mean of per-episode ``losses`` over each fold's episodes (``tasks``: their task)."""
+    out = []
+    for fold in folds:
+        sel = [v for v, t in zip(losses, tasks, strict=True) if t in fold]
+        out.append(float(np.mean(sel)) if sel else float("nan"))
+    return out
 
 
-def _folds(assess: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-    """Two halves (in the seeded order), or one fold when there is a single task."""
-    if len(assess) < 2:
-        return (tuple(sorted(assess)),)
-    half = (len(assess) + 1) // 2
-    return (tuple(sorted(assess[:half])), tuple(sorted(assess[half:])))
-
-
-def assess(
-    results: list[dict[str, Any]], folds: Sequence[Sequence[int]]
+def cross_fit(
+    evaluate: Callable[[int, Sequence[int]], list[dict[str, Any]]],
+    shipped: list[dict[str, Any]],
+    folds: Sequence[Sequence[int]],
 ) -> tuple[Calibration, dict[str, Any], dict[str, Any]]:
-    """The calibration, the reported metrics and the calibration check, from ``results``.
+    """The shipped calibration, the reported metrics and the calibration check.
 
     Args:
-        results: :func:`~tuner.prior._train.evaluate_episodes` output on the assessment
-            tasks (``task`` is the index the folds use).
-        folds: The assessment tasks in halves (one fold: no cross-fit is possible).
+        evaluate: ``evaluate(j, tasks)``: :func:`~tuner.prior._train.evaluate_episodes` of
+            the prior stopped by fold ``j`` on the episodes of ``tasks``.
+        shipped: The shipped prior's results on every held-out episode.
+        folds: The held-out tasks in halves (one fold: no cross-fit is possible).
 
     Returns:
-        The calibration fitted on every result, the per-shot metrics (cross-fitted when there
-        are two folds) and the ``calibration_check`` record.
+        The calibration fitted on every held-out result, the per-shot metrics (cross-fitted
+        with two folds, else in-sample) and the ``calibration_check`` record.
     """
-    calibration = fit_calibration(results)
-    in_sample = _recalibrated(results, calibration)
+    calibration = fit_calibration(shipped)
+    in_sample = _recalibrated(shipped, calibration)
     if len(folds) < 2:
         metrics = summarize(in_sample)
-        check = _check_record(None, in_sample, metrics, [])
-        return calibration, metrics, check
+        return calibration, metrics, _check_record(None, in_sample, metrics, [])
     crossed, per_fold = [], []
     for i, check_on in enumerate(folds):
-        fitted_on = [t for j, f in enumerate(folds) if j != i for t in f]
-        fit = fit_calibration([r for r in results if r["task"] in fitted_on])
-        checked = _recalibrated([r for r in results if r["task"] in check_on], fit)
+        j = 1 - i  # the other half stops and calibrates
+        fit = fit_calibration(evaluate(j, folds[j]))
+        checked = _recalibrated(evaluate(j, check_on), fit)
         crossed += checked
         per_fold.append(
-            {"fit_tasks": len(fitted_on), "check_tasks": len(check_on), **_coverage(checked)}
+            {"fit_tasks": len(folds[j]), "check_tasks": len(check_on), **_coverage(checked)}
         )
     metrics = summarize(crossed)
     return calibration, metrics, _check_record(crossed, in_sample, metrics, per_fold)

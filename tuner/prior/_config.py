@@ -49,9 +49,9 @@ class MAMLConfig:
         max_steps: Outer steps at most.
         val_every: Evaluate on the validation tasks every this many steps.
         patience: Stop after this many evaluations without improvement.
-        val_tasks: Fraction of tasks held out for early stopping (at least one).
-        assess_tasks: Fraction of tasks held out to fit the calibration and give the reported
-            metrics, cross-fitted in two halves (at least two; see ``tuner.prior._assess``).
+        val_tasks: Fraction of tasks held out (at least one): together they stop the training
+            and fit the calibration; cross-fitted between two halves, they give the metrics
+            the prior reports (see ``tuner.prior._assess``).
         adapt_steps: Inner steps used at prediction time (default: ``inner_steps``, or 5 for
             the ablation).
     """
@@ -68,8 +68,7 @@ class MAMLConfig:
     max_steps: int = 1500
     val_every: int = 50
     patience: int = 6
-    val_tasks: float = 0.15
-    assess_tasks: float = 0.15
+    val_tasks: float = 0.2
     adapt_steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -92,12 +91,6 @@ class MAMLConfig:
         _check(self.val_every >= 1, "val_every must be >= 1", self.val_every)
         _check(self.patience >= 1, "patience must be >= 1", self.patience)
         _check(0.0 < self.val_tasks < 1.0, "val_tasks must be in (0, 1)", self.val_tasks)
-        _check(0.0 < self.assess_tasks < 1.0, "assess_tasks must be in (0, 1)", self.assess_tasks)
-        _check(
-            self.val_tasks + self.assess_tasks <= 0.8,
-            "val_tasks + assess_tasks must be <= 0.8 (the rest trains)",
-            self.val_tasks + self.assess_tasks,
-        )
         if self.adapt_steps is not None:
             _check(0 <= self.adapt_steps <= 200, "adapt_steps must be in 0..200", self.adapt_steps)
 

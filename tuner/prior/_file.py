@@ -400,15 +400,15 @@ def _check_info(info: Any, path: Path) -> None:
 
 def _check_splits(splits: dict, fail: Callable[[str, str], PriorFileError]) -> None:
     """``info.splits`` (absent in files made before it): names per role, the note."""
-    for key in ("train", "early_stopping", "assessment"):
+    for key in ("train", "held_out"):
         value = splits.get(key, [])
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             raise fail(f"splits.{key}", "must be a list of task names")
-    folds = splits.get("calibration_folds", [])
+    folds = splits.get("folds", [])
     if not isinstance(folds, list) or not all(
         isinstance(f, list) and all(isinstance(n, str) for n in f) for f in folds
     ):
-        raise fail("splits.calibration_folds", "must be lists of task names")
+        raise fail("splits.folds", "must be lists of task names")
     if not isinstance(splits.get("note", ""), str):
         raise fail("splits.note", "must be a string")
     if not isinstance(splits.get("degraded", False), bool):

@@ -7,7 +7,7 @@ import functools
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 
 from tuner._errors import MttuneError
 from tuner.metadataset import MetaDataset, relative_to_support
-from tuner.prior._assess import TaskSplits, assess, split_tasks
+from tuner.prior._assess import cross_fit, fold_losses, split_tasks
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
 from tuner.prior._maml import batched_query_loss, init_ensemble
@@ -75,12 +75,13 @@ def meta_train(
 ) -> MetaPrior:
     """Meta-train a :class:`MetaPrior` on ``dataset``.
 
-    Whole tasks are held out, each for one role (:func:`tuner.prior._assess.split_tasks`):
-    some stop the training early, others fit the calibration and give the metrics stored in
-    the prior, cross-fitted in two halves so that the calibration is checked on tasks it was
-    not fitted on. ``info["splits"]`` records who did what (and, with too few tasks for
-    three roles, that the held-out tasks were shared); ``info["calibration_check"]`` the
-    check. Same dataset + same seed + same device gives the same prior.
+    Whole tasks are held out (:func:`tuner.prior._assess.split_tasks`): they stop the
+    training early and fit the calibration. The metrics stored in the prior are cross-fitted
+    between two halves of them (each half measured with the step and the calibration chosen
+    on the other), so that they are what a new study will see. ``info["splits"]`` records the
+    tasks per role (and, with a single held-out task, that no cross-fit was possible);
+    ``info["calibration_check"]`` the check. Same dataset + same seed + same device gives
+    the same prior.
 
     Args:
         dataset: The meta-dataset (at least 3 tasks).
@@ -100,11 +101,15 @@ def meta_train(
     gen = torch.Generator().manual_seed(seed)
     tasks = _task_tensors(_subset(dataset, splits.train), dev)
     learner = _Learner.init(tasks[0].shape[2], model, maml, gen, dev)
-    stop_episodes = validation_episodes(_subset(dataset, splits.early_stopping), seed)
+    # episodes numbered by dataset task index, so that the folds can find them
+    episodes = [
+        dataclasses.replace(ep, task=splits.held_out[ep.task])
+        for ep in validation_episodes(_subset(dataset, splits.held_out), seed)
+    ]
     sample = functools.partial(_sample_batch, *tasks, model.ensemble, maml, gen, dev)
-    fit = _fit(learner, sample, stop_episodes, maml, progress)
+    fit = _fit(learner, sample, episodes, splits.folds, maml, progress)
     train_seconds = time.monotonic() - t0
-    prior, metrics, check = _calibrated_prior(dataset, model, maml, fit, splits, seed)
+    prior, metrics, check = _calibrated_prior(dataset, model, maml, fit, episodes, splits.folds)
     prior.info = {
         "sources": dataset.report.to_dict(),
         "splits": splits.to_dict([t.name for t in dataset.tasks], seed),
@@ -198,6 +203,10 @@ class _Learner:
         return _clone(self.params), _clone(self.log_lrs)
 
 
+# a snapshot of the learner: the parameters and the inner log learning rates
+_State = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
 @dataclasses.dataclass
 class _Fit:
     """The outer loop's record: the validation losses, the best state and when it was."""
@@ -207,11 +216,22 @@ class _Fit:
     history: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     best_loss: float = math.inf
     best_step: int = 0
-    best: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    best: _State | None = None
     bad_evals: int = 0
+    # per fold of the held-out tasks: the best loss, its step and state (for the cross-fit)
+    fold_best: list[tuple[float, int, _State | None]] = dataclasses.field(default_factory=list)
 
-    def record(self, step: int, val: float, learner: _Learner) -> bool:
-        """Note a validation loss (and the state, if it is the best); whether to go on."""
+    def record(self, step: int, val: float, folds: list[float], learner: _Learner) -> bool:
+        """Note the validation losses (and the best states); whether to go on.
+
+        ``val`` (every held-out task) decides the shipped state and when to stop; ``folds``
+        (each half alone) pick the states the cross-fitted metrics are measured on.
+        """
+        if not self.fold_best:
+            self.fold_best = [(math.inf, 0, None)] * len(folds)
+        for i, v in enumerate(folds):
+            if v < self.fold_best[i][0] - 1e-4:
+                self.fold_best[i] = (v, step, learner.snapshot())
         if val < self.best_loss - 1e-4:
             self.best_loss, self.best_step, self.bad_evals = val, step, 0
             self.best = learner.snapshot()
@@ -226,6 +246,7 @@ class _Fit:
             "device": str(device),
             "steps": self.steps,
             "best_step": self.best_step,
+            "fold_best_steps": [step for _, step, _ in self.fold_best],
             "seconds": round(seconds, 2),
             "val_history": [[s, round(v, 5)] for s, v in self.history],
         }
@@ -235,20 +256,23 @@ def _fit(
     learner: _Learner,
     sample: Callable[[], Batch],
     episodes: list[Episode],
+    folds: Sequence[Sequence[int]],
     maml: MAMLConfig,
     progress: ProgressFn | None,
 ) -> _Fit:
     """Outer steps until ``max_steps`` or early stopping on the validation loss."""
     fit = _Fit(patience=maml.patience)
+    tasks = [ep.task for ep in episodes]
     for step in range(1, maml.max_steps + 1):
         fit.steps = step
         learner.step(sample())
         if step % maml.val_every == 0 or step == maml.max_steps:
-            val = _val_loss(learner.params, learner.log_lrs, episodes, maml)
+            losses = _val_losses(learner.params, learner.log_lrs, episodes, maml)
+            val = float(np.mean(losses))
             fit.history.append((step, val))
             if progress is not None:
                 progress(step, maml.max_steps, val)
-            if not fit.record(step, val, learner):
+            if not fit.record(step, val, fold_losses(losses, tasks, folds), learner):
                 break
         elif progress is not None:
             progress(step, maml.max_steps, None)
@@ -275,31 +299,33 @@ def _calibrated_prior(
     model: ModelConfig,
     maml: MAMLConfig,
     fit: _Fit,
-    splits: TaskSplits,
-    seed: int,
+    episodes: list[Episode],
+    folds: Sequence[Sequence[int]],
 ) -> tuple[MetaPrior, dict[str, Any], dict[str, Any]]:
-    """The prior of the best state, calibrated on the assessment tasks, its metrics, check."""
+    """The prior of the best state calibrated on the held-out episodes, metrics, the check."""
     assert fit.best is not None
-    params_best, lrs_best = fit.best
     portfolio = _portfolio(dataset)
-    prior = MetaPrior(
-        dataset.space,
-        model,
-        maml,
-        params_best,
-        lrs_best,
-        Calibration(),
-        dataset.features.encode(portfolio),
-        info={},
-        features=dataset.features,
-        portfolio_configs=portfolio,
-    )
-    # episodes numbered by dataset task index, so that the folds can find them
-    episodes = [
-        dataclasses.replace(ep, task=splits.assessment[ep.task])
-        for ep in validation_episodes(_subset(dataset, splits.assessment), seed)
-    ]
-    calibration, metrics, check = assess(evaluate_episodes(prior, episodes), splits.folds)
+
+    def prior_of(state: _State) -> MetaPrior:
+        return MetaPrior(
+            dataset.space,
+            model,
+            maml,
+            *state,
+            Calibration(),
+            dataset.features.encode(portfolio),
+            info={},
+            features=dataset.features,
+            portfolio_configs=portfolio,
+        )
+
+    def evaluate(j: int, tasks: Sequence[int]) -> list[dict[str, Any]]:
+        """The prior stopped by fold ``j`` alone, on the episodes of ``tasks``."""
+        state = fit.fold_best[j][2] or fit.best
+        return evaluate_episodes(prior_of(state), [ep for ep in episodes if ep.task in tasks])
+
+    prior = prior_of(fit.best)
+    calibration, metrics, check = cross_fit(evaluate, evaluate_episodes(prior, episodes), folds)
     prior.calibration = calibration
     return prior, metrics, check
 
@@ -388,8 +414,8 @@ def evaluate_episodes(prior: MetaPrior, episodes: list[Episode]) -> list[dict[st
     return out
 
 
-def _val_loss(params, log_lrs, episodes, maml: MAMLConfig) -> float:
-    """Mean query MSE of the ensemble-mean prediction over the validation episodes.
+def _val_losses(params, log_lrs, episodes, maml: MAMLConfig) -> list[float]:
+    """Query MSE of the ensemble-mean prediction on each validation episode.
 
     Runs on the NumPy inference path, the same code that adapts the prior at tuning time.
     """
@@ -402,7 +428,7 @@ def _val_loss(params, log_lrs, episodes, maml: MAMLConfig) -> float:
         t_s, t_q = _episode_targets(ep)
         mean = fast.adapt(ep.x_s, t_s, maml.prediction_steps).predict(ep.x_q).mean(axis=0)
         losses.append(float(np.mean((mean - t_q) ** 2)))
-    return float(np.mean(losses))
+    return losses
 
 
 def _portfolio(dataset: MetaDataset) -> list[dict[str, Any]]:
