@@ -10,12 +10,15 @@ review estimates that true value with a standard error:
   Student-t interval;
 * ``surrogate``: one run: the posterior of the noise-free objective under a Gaussian process
   fitted to the study (see :mod:`tuner.review._surrogate`), which pools the config's run
-  with its neighbours';
+  with its neighbours', with the config's own run first debiased for its rank among the
+  study's runs (the best-looking runs are the likeliest lucky ones: the winner's curse;
+  :meth:`~tuner.review._surrogate.GaussianProcess.selection_aware`);
 * ``single``: too few trials for a surrogate: the observed value, without an interval.
 
 The **recommended** config is the one whose interval has the best pessimistic end (the
 lowest upper bound when minimising, the highest lower bound when maximising), so a config
-that was lucky once does not win over one that is good for sure. ``P(best)`` of each of the
+that was lucky once does not win over one that is good for sure; the rank debiasing above
+enters this bound, so the choice accounts for the selection too. ``P(best)`` of each of the
 top-k candidates is the Monte-Carlo probability that it is truly the best of them (joint
 Gaussian-process posterior draws, independent Student-t draws for repeated configs).
 """
@@ -235,7 +238,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
                 chosen_rows.append(screen[j])
     chosen = [index.group_of_row(int(i)) for i in chosen_rows]
     if gp is not None and chosen:
-        mean, cov = gp.posterior(codec.encode([g.params for g in chosen]))
+        mean, cov = gp.selection_aware(codec.encode([g.params for g in chosen]))
         sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
         q = _normal_quantile(level)
         once = [
@@ -305,7 +308,7 @@ def _probability_of_best(
     draws = np.empty((_DRAWS, len(top)))
     surrogate = [j for j, e in enumerate(top) if e.method == "surrogate"]
     if surrogate and gp is not None:
-        mean, cov = gp.posterior(codec.encode([top[j].group.params for j in surrogate]))
+        mean, cov = gp.selection_aware(codec.encode([top[j].group.params for j in surrogate]))
         jitter = 1e-12 * max(float(np.trace(cov)), 1e-300)
         draws[:, surrogate] = rng.multivariate_normal(
             mean, cov + jitter * np.eye(len(mean)), size=_DRAWS, method="eigh"
@@ -348,7 +351,8 @@ def describe_method(e: Estimate, analysis: Analysis) -> str:
         assert gp is not None
         return (
             f"{pct} posterior interval of the noise-free objective under a {gp.describe()} "
-            f"(noise sd {gp.noise_sd:.4g}); run mttune verify for intervals from real repeats"
+            f"(noise sd {gp.noise_sd:.4g}), its own run debiased for its rank (winner's "
+            "curse); run mttune verify for intervals from real repeats"
         )
     n = len(analysis.complete)
     if n < MIN_TRIALS_FOR_SURROGATE:
