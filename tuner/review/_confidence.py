@@ -18,7 +18,9 @@ review estimates that true value with a standard error:
 The **recommended** config is the one whose interval has the best pessimistic end (the
 lowest upper bound when minimising, the highest lower bound when maximising), so a config
 that was lucky once does not win over one that is good for sure; the rank debiasing above
-enters this bound, so the choice accounts for the selection too. ``P(best)`` of each of the
+enters this bound, so the choice accounts for the selection too. Once ``mttune verify`` has
+measured configs, only measured configs are recommended; single-run candidates with a better
+bound are listed as "promising, verify it" (:func:`choose`). ``P(best)`` of each of the
 top-k candidates is the Monte-Carlo probability that it is truly the best of them (joint
 Gaussian-process posterior draws, independent Student-t draws for repeated configs).
 """
@@ -116,6 +118,9 @@ class Analysis:
             else the surrogate's), ``None`` if unknown.
         noise_method: Where ``noise_sd`` comes from.
         pooled_sd: Pooled within-config sd of repeated configs, and its degrees of freedom.
+        recommended: The candidate recommended (see :func:`choose`).
+        promising: Single-run candidates with a better bound than a measured
+            recommendation: "promising, verify it" (see :func:`choose`).
     """
 
     data: StudyData
@@ -131,11 +136,8 @@ class Analysis:
     noise_sd: float | None
     noise_method: str | None
     pooled_sd: tuple[float, int] | None
-
-    @property
-    def recommended(self) -> Estimate | None:
-        """The candidate with the best pessimistic bound."""
-        return self.candidates[0] if self.candidates else None
+    recommended: Estimate | None = None
+    promising: list[Estimate] = dataclasses.field(default_factory=list)
 
     def estimate_of(self, key: ConfigKey) -> Estimate | None:
         """The candidate estimate of a config, if it is a candidate."""
@@ -257,6 +259,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         best_est = next((e for e in candidates if e.group.key == key), None)
 
     noise_sd, noise_method, pooled = _noise(multi, y, gp)
+    recommended, promising = choose(candidates)
     return Analysis(
         data=data,
         index=index,
@@ -271,7 +274,33 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         noise_sd=noise_sd,
         noise_method=noise_method,
         pooled_sd=pooled,
+        recommended=recommended,
+        promising=promising,
     )
+
+
+MEASURED = ("verify-repeats", "repeats")
+
+
+def choose(candidates: list[Estimate]) -> tuple[Estimate | None, list[Estimate]]:
+    """The recommendation, and the single-run candidates to verify before trusting them.
+
+    Without verified configs: the candidate with the best pessimistic bound. Once ``mttune
+    verify`` has measured configs with fresh-seed repeats, a config run once does not win
+    over them on the strength of that one run (it may be one of verify's own perturbed
+    neighbours, the luckiest of many draws): the best *measured* candidate (``verify-repeats``
+    or ``repeats``) is recommended, and the single-run candidates ranked above it are
+    returned as promising.
+
+    Args:
+        candidates: Estimates, best bound first.
+    """
+    if not candidates:
+        return None, []
+    if not any(e.method == "verify-repeats" for e in candidates):
+        return candidates[0], []
+    k = next(i for i, e in enumerate(candidates) if e.method in MEASURED)
+    return candidates[k], candidates[:k]
 
 
 def _noise(
