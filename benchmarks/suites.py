@@ -140,12 +140,22 @@ class YahpoSuite(Suite):
         self.session = ort.InferenceSession(str(model), options)
         self.out_index = self.meta["outputs"].index(self.space.objective.name)
 
-    def evaluate(self, task: str, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def evaluate(
+        self,
+        task: str,
+        configs: Sequence[Mapping[str, Any]],
+        *,
+        fidelity: Sequence[Mapping[str, Any]] | None = None,
+    ) -> np.ndarray:
+        """The objective of each config; ``fidelity`` overrides the full-fidelity values per
+        config (e.g. ``{"repl": 3}``: one replication of rbv2's 10, as the trust benchmark
+        evaluates)."""
         n = len(configs)
         cont = np.zeros((n, len(self.meta["cont"])), dtype=np.float32)
         cat = np.zeros((n, len(self.meta["cat"])), dtype=np.int32)
         for i, cfg in enumerate(configs):
-            full = {**cfg, **self.meta["fidelity"], self.meta["task_param"]: task}
+            extra = fidelity[i] if fidelity is not None else {}
+            full = {**cfg, **self.meta["fidelity"], **extra, self.meta["task_param"]: task}
             for j, name in enumerate(self.meta["cont"]):
                 v = full.get(name)
                 cont[i, j] = 0.0 if v is None else float(v)

@@ -103,6 +103,20 @@ def _blas_threads() -> list[int]:
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
+@pytest.mark.parametrize(("n", "dim", "seed", "noise"), [(6, 1, 0, 0.01), (40, 3, 1, 0.3)])
+def test_leave_one_out_equals_refitting_without_each_point(n, dim, seed, noise):
+    x, y = _data(n, dim, seed)
+    params = GPParams.of(dim, 0.4, 1.3, noise)
+    mean, var = GPPosterior(x, y, params, jitter=1e-9).leave_one_out()
+    for i in range(n):
+        keep = np.arange(n) != i
+        m, v = GPPosterior(x[keep], y[keep], params, jitter=1e-9).predict(x[i : i + 1])
+        assert mean[i] == pytest.approx(m[0], abs=1e-7)
+        assert var[i] == pytest.approx(v[0], rel=1e-5, abs=1e-9)
+    # without its own target a point's posterior is wider than with it
+    assert np.all(var >= GPPosterior(x, y, params, jitter=1e-9).predict(x)[1] - 1e-12)
+
+
 def test_blas_runs_single_threaded_inside_and_as_before_after():
     @single_threaded
     def threads() -> list[int]:

@@ -262,13 +262,13 @@ class GPPosterior:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, params: GPParams, *, jitter: float) -> None:
         self.x = np.asarray(x, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
         self.params = params
+        self.jitter = jitter
         k, _ = matern52(self.x, self.x, params)
         k[np.diag_indices_from(k)] += math.exp(params.log_noise) + jitter
         self.chol = linalg.cho_factor(k, lower=True, check_finite=False)
-        self.alpha = linalg.cho_solve(
-            self.chol, np.asarray(y, dtype=np.float64), check_finite=False
-        )
+        self.alpha = linalg.cho_solve(self.chol, self.y, check_finite=False)
 
     def mean(self, xs: np.ndarray) -> np.ndarray:
         """Posterior mean at ``xs``."""
@@ -290,3 +290,19 @@ class GPPosterior:
         v = linalg.solve_triangular(self.chol[0], ks.T, lower=True, check_finite=False)
         cov = matern52(xs, xs, self.params)[0] - v.T @ v
         return ks @ self.alpha, 0.5 * (cov + cov.T)
+
+    def leave_one_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out posterior of the latent function at every conditioning point.
+
+        Entry ``i`` is the posterior mean and variance of ``f(x_i)`` given every target but
+        ``y_i`` (same hyperparameters), all from one inverse of the kernel matrix ``K``:
+        ``mean_i = y_i - alpha_i / [K^-1]_ii``, ``var_i = 1 / [K^-1]_ii - noise - jitter``
+        (Rasmussen & Williams 2006, eq. 5.12, less the noise).
+
+        Returns:
+            Means ``(n,)`` and variances ``(n,)``.
+        """
+        inv = linalg.cho_solve(self.chol, np.eye(len(self.y)), check_finite=False)
+        d = np.diag(inv)
+        var = 1.0 / d - math.exp(self.params.log_noise) - self.jitter
+        return self.y - self.alpha / d, np.maximum(var, _MIN_VARIANCE)

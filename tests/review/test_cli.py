@@ -27,6 +27,8 @@ TOP_KEYS = {
     "recommended",
     "differs",
     "why",
+    "promising",
+    "verify_command",
     "confidence",
     "robustness",
     "importance",

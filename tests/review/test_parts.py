@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from scipy import stats
 
 from tests.review.conftest import noisy_study
 from tuner.review import read_study
 from tuner.review._confidence import analyse, describe_method
 from tuner.review._configs import Codec, ConfigIndex
 from tuner.review._load import _json, _thin_guards
-from tuner.review._surrogate import fit_gaussian_process
+from tuner.review._surrogate import fit_gaussian_process, rank_luck
 from tuner.studies import TrialAttr
 
 
@@ -35,6 +36,37 @@ def test_surrogate_estimates_the_noise_and_the_function(sigma):
     assert np.mean(np.abs(z) < 1.96) > 0.85  # the latent intervals are about calibrated
     assert np.sqrt(np.mean((mean - want) ** 2)) < max(sigma, 0.05)
     assert np.allclose(gp.mean(grid), mean)
+
+
+def test_selection_aware_posterior_debiases_lucky_runs_by_their_rank():
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 2))
+    y = np.sin(4 * x[:, 0]) + 0.2 * rng.standard_normal(40)
+    gp = fit_gaussian_process(x, y)
+    plain, cov = gp.posterior(x)
+    aware, cov_aware = gp.selection_aware(x)
+    np.testing.assert_allclose(cov_aware, cov)
+    shift = aware - plain
+    order = np.argsort(y)
+    # the best runs are moved the pessimistic way (up: lower is better), the worse half not
+    assert np.all(shift[order[:10]] > 0)
+    np.testing.assert_allclose(shift[order[20:]], 0.0, atol=1e-12)
+    # by w * noise * luck(rank), w from the leave-one-out variance (standardised units)
+    process = gp.process
+    _, loo_var = process.leave_one_out()
+    i = order[0]
+    w = loo_var[i] / (loo_var[i] + process.params.noise + process.jitter)
+    luck = rank_luck(process.y)[i] * process.params.noise
+    assert shift[i] == pytest.approx(gp.scale * w * luck)
+    # configs the posterior does not condition on keep the plain posterior
+    new = rng.random((5, 2))
+    np.testing.assert_allclose(gp.selection_aware(new)[0], gp.posterior(new)[0])
+
+
+def test_rank_luck_is_the_normal_score_of_the_best_half():
+    luck = rank_luck(np.array([3.0, 1.0, 2.0, 4.0]))
+    assert luck[1] == pytest.approx(-stats.norm.ppf(0.625 / 4.25))
+    assert luck[1] > luck[2] > 0 and luck[0] == 0 and luck[3] == 0
 
 
 def test_surrogate_caps_diverged_runs_and_skips_constant_values():

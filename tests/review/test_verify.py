@@ -228,3 +228,57 @@ def test_a_neighbour_whose_run_failed_makes_the_parameter_fragile(study_db, caps
     )
     assert main(["review", str(study_db), "--study", "s"]) == 0
     assert "failed (1" in capsys.readouterr().out
+
+
+def test_a_single_lucky_run_is_promising_not_recommended_over_measured_configs(
+    tmp_path, noisy_script, capsys
+):
+    """End to end: real SQLite, the real CLI, the real script protocol."""
+    db = tmp_path / "p.db"
+    noisy_study(f"sqlite:///{db}", "s", n=20, sigma=0.05, seed=7)
+    base = ["verify", str(db), "--study", "s", str(noisy_script), "--repeats", "3"]
+    assert main([*base, "--top-k", "1", "--perturb", "0", "--seed", "1", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["verified"][0]
+    # one lucky run of a config near the optimum, as a perturbed neighbour run once
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    study = optuna.load_study(study_name="s", storage=storage)
+    tag = {"of": measured["number"], "kind": "perturb", "param": "x", "delta": 0.05, "value": 0.31}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.31, "y": -0.09},
+            distributions=study.trials[0].distributions,
+            value=-0.3,
+            user_attrs={TrialAttr.VERIFY.key: tag, TrialAttr.SEED.key: 123},
+        )
+    )
+    lucky = len(study.trials) - 1
+
+    assert main(["review", str(db), "--study", "s", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recommended"]["number"] == measured["number"]
+    assert report["recommended"]["method"] == "verify-repeats"
+    assert [d["number"] for d in report["promising"]] == [lucky]
+    assert report["promising"][0]["method"] == "surrogate"
+    want = f"mttune verify {db} --study s SCRIPT --trials {lucky} --perturb 0"
+    assert report["verify_command"] == want == report["promising"][0]["command"]
+    assert main(["review", str(db), "--study", "s", "--html", str(tmp_path / "r.html")]) == 0
+    text = capsys.readouterr().out
+    assert "promising, verify it" in text and f"--trials {lucky} --perturb 0" in text
+    assert "Promising, verify it" in (tmp_path / "r.html").read_text()
+
+    # the command it printed, with the real script: the lucky config is measured now
+    cmd = [*base, "--trials", str(lucky), "--perturb", "0", "--seed", "2", "--json"]
+    assert main(cmd) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(d["number"], d["method"], d["runs_used"]) for d in out["verified"]] == [
+        (lucky, "verify-repeats", 3)
+    ]
+    assert out["review"]["promising"] == [] and out["review"]["verify_command"] is None
+    assert abs(out["verified"][0]["mean"] - quad({"x": 0.31, "y": -0.09})) < 0.15
+
+
+def test_verify_trials_names_configs_review_ranks(study_db, noisy_script, capsys):
+    argv = ["verify", str(study_db), "--study", "s", str(noisy_script), "--trials", "999"]
+    assert main(argv) == 1
+    assert "trial #999 is not a completed config" in capsys.readouterr().err
+    assert len(_trials(study_db)) == 20  # nothing ran

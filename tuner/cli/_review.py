@@ -86,6 +86,14 @@ def configure_verify(v: argparse.ArgumentParser) -> None:
         "script_args", nargs="*", metavar="-- ARGS", help="extra arguments for the script"
     )
     v.add_argument("--top-k", type=int, default=3, help="configs to verify (default 3)")
+    v.add_argument(
+        "--trials",
+        type=_trial_numbers,
+        default=(),
+        metavar="N,M",
+        help="verify the configs of these trial numbers instead of the top-k (e.g. the "
+        "'promising, verify it' ones review lists)",
+    )
     v.add_argument("--repeats", type=int, default=5, help="fresh-seed runs each (default 5)")
     v.add_argument(
         "--perturb",
@@ -110,6 +118,19 @@ def configure_verify(v: argparse.ArgumentParser) -> None:
     )
     v.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     v.set_defaults(handler=handle_verify)
+
+
+def _trial_numbers(text: str) -> tuple[int, ...]:
+    """``--trials 25,31``: trial numbers, comma-separated."""
+    try:
+        numbers = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        numbers = ()
+    if not numbers or min(numbers) < 0:
+        raise argparse.ArgumentTypeError(
+            f"--trials takes trial numbers separated by commas, e.g. 25,31; got {text!r}"
+        )
+    return numbers
 
 
 def _check_review_args(args: argparse.Namespace) -> None:
@@ -188,6 +209,7 @@ def handle_verify(args: argparse.Namespace) -> int:
         perturb=args.perturb,
         seed=args.seed,
         trial_timeout=args.trial_timeout,
+        trials=args.trials,
     )
     objective = args.objective or read_study(args.storage, args.study).objective
     script = ScriptSpec.detect(
@@ -223,7 +245,7 @@ def _verify_dict(result: VerifyResult) -> dict[str, Any]:
 
 def _print_verify(result: VerifyResult, console: Console) -> None:
     from tuner.review._report import estimate_dict
-    from tuner.review._terminal import fmt_value, worse_by
+    from tuner.review._terminal import fmt_value, print_promising, worse_by
 
     review: Review = result.review
     analysis = review.analysis
@@ -279,6 +301,7 @@ def _print_verify(result: VerifyResult, console: Console) -> None:
             + ("" if iv is None else f"[{fmt_value(iv[0])}, {fmt_value(iv[1])}] ")
             + f"({rec['method']})"
         )
+    print_promising(review.report, console)
     console.print(
         f"full report: mttune review {analysis.data.storage} --study {analysis.data.name}"
     )

@@ -10,12 +10,17 @@ review estimates that true value with a standard error:
   Student-t interval;
 * ``surrogate``: one run: the posterior of the noise-free objective under a Gaussian process
   fitted to the study (see :mod:`tuner.review._surrogate`), which pools the config's run
-  with its neighbours';
+  with its neighbours', with the config's own run first debiased for its rank among the
+  study's runs (the best-looking runs are the likeliest lucky ones: the winner's curse;
+  :meth:`~tuner.review._surrogate.GaussianProcess.selection_aware`);
 * ``single``: too few trials for a surrogate: the observed value, without an interval.
 
 The **recommended** config is the one whose interval has the best pessimistic end (the
 lowest upper bound when minimising, the highest lower bound when maximising), so a config
-that was lucky once does not win over one that is good for sure. ``P(best)`` of each of the
+that was lucky once does not win over one that is good for sure; the rank debiasing above
+enters this bound, so the choice accounts for the selection too. Once ``mttune verify`` has
+measured configs, only measured configs are recommended; single-run candidates with a better
+bound are listed as "promising, verify it" (:func:`choose`). ``P(best)`` of each of the
 top-k candidates is the Monte-Carlo probability that it is truly the best of them (joint
 Gaussian-process posterior draws, independent Student-t draws for repeated configs).
 """
@@ -113,6 +118,9 @@ class Analysis:
             else the surrogate's), ``None`` if unknown.
         noise_method: Where ``noise_sd`` comes from.
         pooled_sd: Pooled within-config sd of repeated configs, and its degrees of freedom.
+        recommended: The candidate recommended (see :func:`choose`).
+        promising: Single-run candidates with a better bound than a measured
+            recommendation: "promising, verify it" (see :func:`choose`).
     """
 
     data: StudyData
@@ -128,11 +136,8 @@ class Analysis:
     noise_sd: float | None
     noise_method: str | None
     pooled_sd: tuple[float, int] | None
-
-    @property
-    def recommended(self) -> Estimate | None:
-        """The candidate with the best pessimistic bound."""
-        return self.candidates[0] if self.candidates else None
+    recommended: Estimate | None = None
+    promising: list[Estimate] = dataclasses.field(default_factory=list)
 
     def estimate_of(self, key: ConfigKey) -> Estimate | None:
         """The candidate estimate of a config, if it is a candidate."""
@@ -235,7 +240,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
                 chosen_rows.append(screen[j])
     chosen = [index.group_of_row(int(i)) for i in chosen_rows]
     if gp is not None and chosen:
-        mean, cov = gp.posterior(codec.encode([g.params for g in chosen]))
+        mean, cov = gp.selection_aware(codec.encode([g.params for g in chosen]))
         sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
         q = _normal_quantile(level)
         once = [
@@ -254,6 +259,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         best_est = next((e for e in candidates if e.group.key == key), None)
 
     noise_sd, noise_method, pooled = _noise(multi, y, gp)
+    recommended, promising = choose(candidates)
     return Analysis(
         data=data,
         index=index,
@@ -268,7 +274,33 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         noise_sd=noise_sd,
         noise_method=noise_method,
         pooled_sd=pooled,
+        recommended=recommended,
+        promising=promising,
     )
+
+
+MEASURED = ("verify-repeats", "repeats")
+
+
+def choose(candidates: list[Estimate]) -> tuple[Estimate | None, list[Estimate]]:
+    """The recommendation, and the single-run candidates to verify before trusting them.
+
+    Without verified configs: the candidate with the best pessimistic bound. Once ``mttune
+    verify`` has measured configs with fresh-seed repeats, a config run once does not win
+    over them on the strength of that one run (it may be one of verify's own perturbed
+    neighbours, the luckiest of many draws): the best *measured* candidate (``verify-repeats``
+    or ``repeats``) is recommended, and the single-run candidates ranked above it are
+    returned as promising.
+
+    Args:
+        candidates: Estimates, best bound first.
+    """
+    if not candidates:
+        return None, []
+    if not any(e.method == "verify-repeats" for e in candidates):
+        return candidates[0], []
+    k = next(i for i, e in enumerate(candidates) if e.method in MEASURED)
+    return candidates[k], candidates[:k]
 
 
 def _noise(
@@ -305,7 +337,7 @@ def _probability_of_best(
     draws = np.empty((_DRAWS, len(top)))
     surrogate = [j for j, e in enumerate(top) if e.method == "surrogate"]
     if surrogate and gp is not None:
-        mean, cov = gp.posterior(codec.encode([top[j].group.params for j in surrogate]))
+        mean, cov = gp.selection_aware(codec.encode([top[j].group.params for j in surrogate]))
         jitter = 1e-12 * max(float(np.trace(cov)), 1e-300)
         draws[:, surrogate] = rng.multivariate_normal(
             mean, cov + jitter * np.eye(len(mean)), size=_DRAWS, method="eigh"
@@ -348,7 +380,8 @@ def describe_method(e: Estimate, analysis: Analysis) -> str:
         assert gp is not None
         return (
             f"{pct} posterior interval of the noise-free objective under a {gp.describe()} "
-            f"(noise sd {gp.noise_sd:.4g}); run mttune verify for intervals from real repeats"
+            f"(noise sd {gp.noise_sd:.4g}), its own run debiased for its rank (winner's "
+            "curse); run mttune verify for intervals from real repeats"
         )
     n = len(analysis.complete)
     if n < MIN_TRIALS_FOR_SURROGATE:

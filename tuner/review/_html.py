@@ -168,7 +168,26 @@ def _choice(r: dict[str, Any]) -> list[str]:
         out.append(f"<p class='why'>Why they differ: {html.escape(r['why'])}</p>")
     else:
         out.append("<p>The best observed config is also the recommended one.</p>")
-    return out
+    return out + _promising(r)
+
+
+def _promising(r: dict[str, Any]) -> list[str]:
+    """The "promising, verify it" candidates and the command that measures them."""
+    promising = r.get("promising") or []
+    if not promising:
+        return []
+    rows = [
+        [f"#{d['number']}", _e(d["mean"]), _interval(d["interval"]), _e(d["method"])]
+        for d in promising
+    ]
+    return [
+        "<h3 id='promising'>Promising, verify it</h3>",
+        f"<p>{len(promising)} config(s) run once look better than the measured "
+        f"recommendation (#{r['recommended']['number']}), on the strength of that one run. "
+        "Measure them:</p>",
+        f"<pre>{html.escape(r['verify_command'])}</pre>",
+        _table(["trial", "estimate", "interval", "method"], rows),
+    ]
 
 
 def _confidence(r: dict[str, Any], fig: _Figures, go: Any) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -123,10 +125,56 @@ def robustness_dict(r: Robustness | None) -> dict[str, Any] | None:
     }
 
 
+def verify_command(
+    data: StudyData,
+    numbers: Sequence[int],
+    *,
+    script: Sequence[str] = ("SCRIPT",),
+    repeats: int | None = None,
+) -> str:
+    """The ``mttune verify`` command that measures the configs of trials ``numbers``.
+
+    Args:
+        data: The study.
+        numbers: Trial numbers naming the configs.
+        script: The training script and its extra arguments (``SCRIPT`` when unknown).
+        repeats: ``--repeats`` (``None``: verify's default).
+    """
+    parts = ["mttune", "verify", data.storage, "--study", data.name, script[0]]
+    parts += ["--trials", ",".join(str(n) for n in numbers), "--perturb", "0"]
+    if repeats is not None:
+        parts += ["--repeats", str(repeats)]
+    if len(script) > 1:
+        parts += ["--", *script[1:]]
+    return shlex.join(parts)
+
+
+def _promising(
+    analysis: Analysis, script: Sequence[str], repeats: int | None
+) -> list[dict[str, Any]]:
+    """The promising single-run candidates, each with the command that measures it."""
+    out = []
+    for e in analysis.promising:
+        d = estimate_dict(e, analysis)
+        d["command"] = verify_command(analysis.data, [d["number"]], script=script, repeats=repeats)
+        out.append(d)
+    return out
+
+
 def review_data(
-    data: StudyData, *, top_k: int = 5, perturb: float = 0.05, seed: int = 0
+    data: StudyData,
+    *,
+    top_k: int = 5,
+    perturb: float = 0.05,
+    seed: int = 0,
+    script: Sequence[str] = ("SCRIPT",),
+    repeats: int | None = None,
 ) -> Review:
-    """Review a study already read (see :func:`build_review`)."""
+    """Review a study already read (see :func:`build_review`).
+
+    ``script`` (the training script and its arguments) and ``repeats`` complete the
+    ``mttune verify`` commands the report suggests.
+    """
     analysis = analyse(data, top_k=top_k, seed=seed)
     fails = failures(data)
     rec = analysis.recommended
@@ -156,6 +204,15 @@ def review_data(
         "recommended": recommended,
         "differs": why is not None,
         "why": why,
+        "promising": _promising(analysis, script, repeats),
+        "verify_command": None
+        if not analysis.promising
+        else verify_command(
+            data,
+            [e.group.representative(data) for e in analysis.promising],
+            script=script,
+            repeats=repeats,
+        ),
         "confidence": _confidence(analysis),
         "robustness": robustness_dict(rob),
         "importance": importance(data, seed=seed),

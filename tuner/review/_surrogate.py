@@ -20,10 +20,11 @@ import dataclasses
 import math
 
 import numpy as np
+from scipy import stats
 
 from tuner._gp import GPParams, GPPosterior, GPSettings, fit_map, single_threaded
 
-__all__ = ["SETTINGS", "GaussianProcess", "fit_gaussian_process", "spread_subset"]
+__all__ = ["SETTINGS", "GaussianProcess", "fit_gaussian_process", "rank_luck", "spread_subset"]
 
 _FIT_POINTS = 200
 _POSTERIOR_POINTS = 600
@@ -89,12 +90,60 @@ class GaussianProcess:
         mean, cov = self.process.joint(xs)
         return self.center + self.scale * mean, self.scale**2 * cov
 
+    @single_threaded
+    def selection_aware(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The posterior at ``xs`` with each config's own run debiased for its rank.
+
+        A config among the conditioning points was made a candidate by its own noisy run, so
+        that run is likely a lucky draw (the winner's curse). Its posterior mean is a blend
+        ``(1 - w) * loo + w * y`` of the leave-one-out prediction from the other runs
+        (:meth:`~tuner._gp.GPPosterior.leave_one_out`) and its own run ``y``, with
+        ``w = var_loo / (var_loo + noise)``. Here ``y`` is first moved, in the pessimistic
+        direction, by the luck expected of the run that ranks ``r``-th of the ``n`` runs when
+        the true values vary as the study's values do: regression to the mean,
+        ``noise / var(y) * sd(y) * |Phi^-1((r - 3/8) / (n + 1/4))|`` (Blom's approximation
+        of the ``r``-th normal order statistic; nothing for the worse half). Configs not
+        conditioned on (or run more than once) keep the plain posterior; the covariance is
+        the joint posterior's.
+
+        Returns:
+            Mean ``(m,)`` and covariance ``(m, m)`` in objective units.
+        """
+        xs = np.asarray(xs, dtype=np.float64)
+        mean, cov = self.process.joint(xs)
+        _, loo_var = self.process.leave_one_out()
+        noise = self.process.params.noise
+        luck = rank_luck(self.process.y) * noise  # standardised values: var(y) = 1
+        for j, rows in enumerate(_own_rows(self.process.x, xs)):
+            if len(rows) == 1:
+                i = rows[0]
+                mean[j] += loo_var[i] / (loo_var[i] + noise + self.process.jitter) * luck[i]
+        return self.center + self.scale * mean, self.scale**2 * cov
+
     def describe(self) -> str:
         """One line for reports."""
         return (
             f"Gaussian process (Matern-5/2, per-dimension lengthscales, white noise) fitted "
             f"to {self.n_fit} trials, conditioned on {self.n_posterior}"
         )
+
+
+def rank_luck(z: np.ndarray) -> np.ndarray:
+    """Expected rank of each value among ``z`` as a normal score (>= 0; 0 for the worse half).
+
+    Blom's approximation of the normal order statistics: ``|Phi^-1((r - 3/8) / (n + 1/4))|``
+    for the ``r``-th lowest of ``n``.
+    """
+    rank = stats.rankdata(z, method="max")
+    return np.maximum(-stats.norm.ppf((rank - 0.375) / (len(z) + 0.25)), 0.0)
+
+
+def _own_rows(x: np.ndarray, xs: np.ndarray) -> list[np.ndarray]:
+    """For each row of ``xs``, the rows of ``x`` with exactly the same encoding."""
+    keys: dict[bytes, list[int]] = {}
+    for i, row in enumerate(x):
+        keys.setdefault(row.tobytes(), []).append(i)
+    return [np.asarray(keys.get(row.tobytes(), []), dtype=np.int64) for row in xs]
 
 
 def spread_subset(y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -172,6 +172,27 @@ def _print_choice(report: dict[str, Any], console: Console) -> None:
         console.print(f"why they differ: {report['why']}")
     else:
         console.print("the best observed config is also the recommended one.")
+    print_promising(report, console)
+
+
+def print_promising(report: dict[str, Any], console: Console) -> None:
+    """The "promising, verify it" candidates and the command that measures them."""
+    promising = report.get("promising") or []
+    if not promising:
+        return
+    rec = report["recommended"]
+    console.print(
+        Text("promising, verify it: ", style="bold yellow"),
+        f"{len(promising)} config(s) run once look better than the measured recommendation "
+        f"(#{rec['number']}), on the strength of that one run:",
+        sep="",
+    )
+    for d in promising:
+        console.print(
+            f"  trial #{d['number']}: {fmt_value(d['mean'])} {_interval(d['interval'])} "
+            f"({d['method']}, 1 run)"
+        )
+    console.print(f"  measure them: {report['verify_command']}", soft_wrap=True)
 
 
 def _print_confidence(report: dict[str, Any], console: Console) -> None:

@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState, create_trial
 
 from tuner._errors import MttuneError
-from tuner.review._confidence import Estimate, analyse
+from tuner.review._confidence import Analysis, Estimate, analyse
 from tuner.review._configs import Codec
 from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
@@ -56,6 +56,8 @@ class VerifyOptions:
         seed: Seeds the choice of fresh seeds (``None``: different every time).
         trial_timeout: Seconds after which a run is killed and FAILED.
         max_output_bytes: A run printing more on stdout is FAILED.
+        trials: Verify the configs of these trial numbers instead of the top-k (e.g. the
+            "promising, verify it" candidates of a review).
     """
 
     top_k: int = 3
@@ -64,6 +66,7 @@ class VerifyOptions:
     seed: int | None = None
     trial_timeout: float | None = None
     max_output_bytes: int = 8 * 1024 * 1024
+    trials: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [
@@ -190,7 +193,9 @@ def verify_study(
     )
     data = read_study(location, study_name, extra_attrs=(TrialAttr.SEED,))
     before = analyse(data, top_k=options.top_k, seed=review_seed)
-    targets = before.candidates[: options.top_k]
+    targets = (
+        _named(before, options.trials) if options.trials else before.candidates[: options.top_k]
+    )
     if not targets:
         raise ReviewError(
             f"study {study_name!r} has no completed trial with a finite value: nothing to "
@@ -212,6 +217,8 @@ def verify_study(
         top_k=max(options.top_k, 5),
         perturb=options.perturb if options.perturb > 0 else 0.05,
         seed=review_seed,
+        script=(str(script.path), *script.args),
+        repeats=options.repeats,
     )
     verified, rob = _measured(after, targets, options.perturb)
     return VerifyResult(runs=runs, verified=verified, robustness=rob, review=after)
@@ -325,6 +332,23 @@ class _Recorder:
         trial.datetime_start = started
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
         return self.storage.get_trial_number_from_id(trial_id)
+
+
+def _named(analysis: Analysis, numbers: tuple[int, ...]) -> list[Estimate]:
+    """The candidates holding the trials ``numbers`` (``--trials``), in that order."""
+    data = analysis.data
+    out: list[Estimate] = []
+    for number in numbers:
+        found = next((e for e in analysis.candidates if number in e.group.numbers(data)), None)
+        if found is None:
+            raise ReviewError(
+                f"--trials: trial #{number} is not a completed config among the "
+                f"{len(analysis.candidates)} candidates review ranks in study {data.name!r}. "
+                "Pass trial numbers that mttune review lists (top-k or 'promising')."
+            )
+        if found not in out:
+            out.append(found)
+    return out
 
 
 def _complete(outcome: TrialOutcome) -> bool:
