@@ -451,3 +451,41 @@ def test_failed_trials_steer_away_from_failing_regions(xy_prior):
     ours = [share_avoiding(MetaPriorSampler(xy_prior, seed=s)) for s in range(3)]
     tpe = [share_avoiding(optuna.samplers.TPESampler(seed=s)) for s in range(3)]  # ignores FAIL
     assert np.mean(ours) > np.mean(tpe) + 0.15, (ours, tpe)
+
+
+def test_without_the_residual_gp_proposals_come_from_the_adapted_prior_alone(xy_prior, tmp_path):
+    """``residual_gp=False``: each adapted proposal's prediction is the adapted prior's own."""
+    from tuner.prior import observation_targets
+
+    def run(name, **kwargs):
+        study = optuna.create_study(
+            study_name=name,
+            storage=f"sqlite:///{tmp_path / 'gp.db'}",
+            sampler=MetaPriorSampler(xy_prior, seed=4, **kwargs),
+        )
+        study.optimize(objective_for(CENTRE + 0.1), n_trials=16)
+        return study.trials
+
+    def own_prediction(trials, n):
+        """The prior adapted to trials 0..n-1 (all complete), at trial n's config."""
+        earlier = trials[:n]
+        f = xy_prior.encoder.encode_many([t.params for t in earlier])
+        t = observation_targets([t.value for t in earlier], "minimize")
+        new = xy_prior.encoder.encode_many([trials[n].params])
+        return float(xy_prior.adapt(f, t).predict(new).mean[0])
+
+    alone = run("alone", residual_gp=False)
+    adapted = [t for t in alone if TrialAttr.SOURCE.get(t.user_attrs) == "adapted-prior"]
+    assert len(adapted) >= 10
+    for t in adapted:
+        recorded = t.user_attrs[TrialAttr.PRED_MEAN.key]
+        assert recorded == pytest.approx(own_prediction(alone, t.number), abs=2e-6)
+    # reproducible, and not what the default (with the GP) proposes
+    assert [t.params for t in run("again", residual_gp=False)] == [t.params for t in alone]
+    with_gp = run("with-gp")
+    gaps = [
+        abs(t.user_attrs[TrialAttr.PRED_MEAN.key] - own_prediction(with_gp, t.number))
+        for t in with_gp[3:]
+        if TrialAttr.SOURCE.get(t.user_attrs) == "adapted-prior"
+    ]
+    assert max(gaps) > 1e-3

@@ -247,6 +247,7 @@ def build_surrogate(
     weight: float,
     max_observations: int,
     gp_params: Callable[[Observations], GPParams],
+    residual_gp: bool = True,
 ) -> PriorGP:
     """The prior adapted to ``obs`` plus a residual GP (from two observations on).
 
@@ -259,11 +260,13 @@ def build_surrogate(
         max_observations: Observations used at most.
         gp_params: The GP hyperparameters for the observations (the caller caches
             :func:`fit_gp_params` of ``obs.first(refit_point(len(obs)))``).
+        residual_gp: ``False`` leaves the GP out: the surrogate is the adapted prior alone
+            (its calibrated spread is the uncertainty).
     """
     idx = subset(obs, max_observations, rng)
     adapted, t = _adapt(prior, obs, idx)
     gp = None
-    if len(idx) >= _GP_REFIT_AT[0]:
+    if residual_gp and len(idx) >= _GP_REFIT_AT[0]:
         residual = t - weight * adapted.predict(obs.f[idx]).mean
         gp = ResidualGP(obs.x[idx], residual, gp_params(obs))
     return PriorGP(adapted, gp, float(t.min()), mapping, weight)

@@ -98,6 +98,10 @@ class MetaPriorSampler(BaseSampler):
         space: The study's search space, when known in advance (``mttune run --space``):
             its conditions are kept and what the prior covers is known from the first
             trial. Without it the space is read from the study's trials as they come.
+        residual_gp: ``False`` models the study with the adapted prior alone, without the
+            Gaussian process on its residuals: proposals come from the prior's adaptation
+            (MAML inner steps) and its calibrated uncertainty only. An ablation, to measure
+            what the GP adds (``benchmarks/README.md``); the default keeps it.
     """
 
     def __init__(
@@ -114,9 +118,11 @@ class MetaPriorSampler(BaseSampler):
         max_observations: int = 256,
         seed: int | None = None,
         space: SearchSpace | None = None,
+        residual_gp: bool = True,
     ) -> None:
         self._prior = prior if isinstance(prior, MetaPrior) else load_prior(prior)
         self._space = space
+        self._residual_gp = residual_gp
         _check_counts(
             n_startup_trials=n_startup_trials,
             n_candidates=n_candidates,
@@ -547,6 +553,7 @@ class MetaPriorSampler(BaseSampler):
                 weight=self._prior_weight(decision),
                 max_observations=self._settings.max_observations,
                 gp_params=lambda o: self._gp_params(study, o, state),
+                residual_gp=self._residual_gp,
             )
         with self._lock:
             if self._portfolio_rows is None:
