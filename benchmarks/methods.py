@@ -7,7 +7,10 @@ from past tuning (the past studies and, for mttune, the prior meta-trained from 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +20,12 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial
 from scipy import stats
 
-from tuner.metadataset import MetaDataset
+from tuner.metadataset import MetaDataset, observation_targets
 from tuner.prior import MetaPrior
 from tuner.sampler import MetaPriorSampler
-from tuner.space import Encoder
+from tuner.sampler._acquisition import candidates, expected_improvement
+from tuner.sampler._gp import ResidualGP, fit_gp
+from tuner.space import Encoder, SearchSpace
 
 ALL_METHODS = (
     "random",
@@ -29,21 +34,45 @@ ALL_METHODS = (
     "cmaes",
     "ws-cmaes",
     "portfolio",
+    "meta-learn-tpe",
     "prior-zero",
     "mttune",
     "mttune-misleading",
+    "mttune-fomaml",
+    "mttune-nomaml",
+    "mttune-nogp",
+    "gp-only",
 )
 SLOW_METHODS = ("gp",)
+# the ablation priors: method -> (prior name, extra `mttune meta-train` arguments)
+ABLATION_PRIORS = {
+    "mttune-fomaml": ("fomaml", "--first-order"),
+    "mttune-nomaml": ("nomaml", "--inner-steps 0"),
+}
 
 
 @dataclasses.dataclass
 class Context:
-    """What past tuning gives each method."""
+    """What past tuning gives each method.
+
+    Attributes:
+        past: The past studies as a meta-dataset.
+        prior: The prior meta-trained from them as shipped (``mttune meta-train``).
+        misleading_prior: One meta-trained on the same studies with the objective inverted.
+        portfolio: The past studies' best configs, ordered greedily (:func:`greedy_portfolio`).
+        ablation_priors: The ablations' priors by name (:data:`ABLATION_PRIORS`).
+        past_db: The past studies' storage (SQLite file or journal), for the peers that read
+            Optuna studies (Meta-Learn TPE).
+        meta_learn_tpe: The folder of OptunaHub's ``meta_learn_tpe`` package.
+    """
 
     past: MetaDataset
     prior: MetaPrior | None = None
     misleading_prior: MetaPrior | None = None
     portfolio: list[dict[str, Any]] | None = None
+    ablation_priors: dict[str, MetaPrior] = dataclasses.field(default_factory=dict)
+    past_db: str | None = None
+    meta_learn_tpe: str | None = None
 
 
 class FixedSequenceSampler(BaseSampler):
@@ -71,12 +100,12 @@ def greedy_portfolio(past: MetaDataset, size: int | None = None) -> list[dict[st
     """A zero-shot portfolio: each past study's best config, ordered greedily.
 
     The performance of candidate ``c`` on past study ``s`` is estimated by the normalised
-    value of ``s``'s trial nearest to ``c`` (in the unit-cube encoding); candidates are added
-    one by one to minimise the mean over studies of the best estimated value in the set.
+    value of ``s``'s trial nearest to ``c`` (in the prior's coordinates, those of the
+    studies' ``x``); candidates are added one by one to minimise the mean over studies of
+    the best estimated value in the set.
     """
-    enc = Encoder(past.space)
     cands = [task.best_configs(1)[0] for task in past.tasks]
-    xc = enc.encode_many(cands)
+    xc = past.features.encode(cands)
     perf = np.empty((len(cands), len(past.tasks)))
     for j, task in enumerate(past.tasks):
         d = ((xc[:, None, :] - task.x[None]) ** 2).sum(-1)
@@ -146,8 +175,7 @@ class WarmStartCmaEs(BaseSampler):
         }
 
     def _most_similar(self, done: list[FrozenTrial]):
-        enc = Encoder(self._past.space)
-        x = enc.encode_many([t.params for t in done])
+        x = self._past.features.encode([t.params for t in done])  # the tasks' coordinates
         y = np.array([t.value for t in done])
         y = y if self._direction == "minimize" else -y
         best_tau, best_task = -np.inf, self._past.tasks[0]
@@ -173,8 +201,157 @@ class WarmStartCmaEs(BaseSampler):
         self._sampler(study).after_trial(study, trial, state, values)
 
 
-def make_method(name: str, ctx: Context, seed: int, direction: str, budget: int) -> BaseSampler:
-    """The sampler of method ``name`` for one run."""
+class PriorFreeGP(BaseSampler):
+    """mttune's residual GP with no prior at all: the ``gp-only`` ablation.
+
+    The first ``n_startup`` trials are uniformly random; then a GP of the same kind as the
+    sampler's (:mod:`tuner.sampler._gp`: Matern-5/2, MAP hyperparameters) is fitted to the
+    study's rank-normalised values (zero mean, where mttune's GP sits on the adapted prior),
+    and the next config maximises expected improvement over the sampler's candidates
+    (uniform random ones, or every config of a small grid, and local moves around the best
+    three), never one already evaluated.
+    """
+
+    def __init__(
+        self, space: SearchSpace, *, seed: int, n_startup: int = 2, n_candidates: int = 256
+    ) -> None:
+        self._space = space
+        self._encoder = Encoder(space)
+        self._seed = seed
+        self._n_startup = n_startup
+        self._n_candidates = n_candidates
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._proposals: dict[int, dict[str, Any]] = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study, trial: FrozenTrial, name: str, dist) -> Any:
+        done = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
+        if len(done) < self._n_startup:
+            return self._random.sample_independent(study, trial, name, dist)
+        if trial.number not in self._proposals:
+            direction = study.direction.name.lower()
+            self._proposals[trial.number] = self._propose(done, direction, trial)
+        cfg = self._proposals[trial.number]
+        if name in cfg and dist._contains(dist.to_internal_repr(cfg[name])):
+            return cfg[name]
+        return self._random.sample_independent(study, trial, name, dist)
+
+    def _propose(self, done: list[FrozenTrial], direction: str, trial) -> dict[str, Any]:
+        rng = np.random.default_rng([self._seed, trial.number])
+        x = self._encoder.encode_many([t.params for t in done])
+        r = observation_targets([t.value for t in done], direction)
+        gp = ResidualGP(x, r, fit_gp(x, r))
+        best = x[np.argsort(r, kind="stable")[:3]]
+        cands = candidates(
+            self._encoder,
+            rng,
+            n_random=self._n_candidates,
+            portfolio=np.zeros((0, self._encoder.dim)),
+            incumbents=best,
+        )
+        d = ((cands[:, None, :] - x[None]) ** 2).mean(-1).min(axis=1)
+        cands = cands[d >= 1e-6] if (d >= 1e-6).any() else cands
+        mean, var = gp.predict(cands)
+        score = expected_improvement(mean, np.sqrt(np.maximum(var, 0.0)), float(r.min()))
+        return self._encoder.decode(cands[int(np.argmax(score))])
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._proposals.pop(trial.number, None)
+
+
+@functools.cache
+def _peer_class(folder: str) -> type[BaseSampler]:
+    """OptunaHub's ``MetaLearnTPESampler``, imported from ``folder`` (never copied here)."""
+    path = Path(folder) / "sampler.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: pass --meta-learn-tpe with the folder of OptunaHub's "
+            "meta_learn_tpe package (e.g. ../shared/peers/meta_learn_tpe)"
+        )
+    spec = importlib.util.spec_from_file_location("meta_learn_tpe_peer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MetaLearnTPESampler
+
+
+def meta_learn_tpe(folder: str, sources: Sequence[optuna.Study], seed: int) -> BaseSampler:
+    """Meta-Learn TPE (Watanabe et al., IJCAI 2023) from ``folder``, run on Optuna 5.
+
+    Written for Optuna 4.1, it fails on Optuna 5 in two places (its ``SOURCE.md``); a
+    subclass adapts it without touching its files: its inner TPE samplers are made with
+    the default ``gamma`` (Optuna 5 leaves it unset until a sampler resolves it, and the
+    peer calls it directly), and its Parzen estimators split the trials with Optuna 5's
+    ``_split_trials`` (no ``constraints_enabled`` keyword).
+    """
+    import warnings
+
+    from optuna.samplers._tpe import sampler as tpe_module
+
+    base = _peer_class(folder)
+
+    class MetaLearnTPEOnOptuna5(base):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            with warnings.catch_warnings():  # gamma is deprecated, but the peer reads it
+                warnings.simplefilter("ignore")
+                self._target_sampler = self._tpe(seed, self._n_startup_trials)
+                self._source_samplers = [
+                    self._tpe(seed + i + 1, 0) for i in range(len(self._source_studies))
+                ]
+
+        def _tpe(self, tpe_seed: int, n_startup: int) -> optuna.samplers.TPESampler:
+            return optuna.samplers.TPESampler(
+                seed=tpe_seed,
+                multivariate=True,
+                n_startup_trials=n_startup,
+                n_ei_candidates=self._n_ei_candidates,
+                gamma=tpe_module.default_gamma,
+            )
+
+        def _build_parzen_estimators(self, study, search_space, trials, sampler=None):
+            sampler = sampler or self._target_sampler
+            n_below = max(1, int(sampler._gamma(len(trials))))
+            below, above = tpe_module._split_trials(study, trials, n_below)
+            return (
+                sampler._build_parzen_estimator(study, search_space, below, handle_below=True),
+                sampler._build_parzen_estimator(study, search_space, above, handle_below=False),
+            )
+
+    return MetaLearnTPEOnOptuna5(source_studies=list(sources), seed=seed)
+
+
+@functools.cache
+def source_studies(db: str) -> tuple[optuna.Study, ...]:
+    """The past studies in ``db``, each copied into an in-memory study (fast repeated reads)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    if db.endswith(".log"):
+        storage = optuna.storages.JournalStorage(JournalFileBackend(db))
+    else:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    out = []
+    for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        stored = optuna.load_study(study_name=summary.study_name, storage=storage)
+        study = optuna.create_study(directions=stored.directions)
+        study.add_trials(stored.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        out.append(study)
+    return tuple(out)
+
+
+def make_method(
+    name: str,
+    ctx: Context,
+    seed: int,
+    direction: str,
+    budget: int,
+    space: SearchSpace | None = None,
+) -> BaseSampler:
+    """The sampler of method ``name`` for one run (``space``: the task's, for ``gp-only``)."""
     factories: dict[str, Callable[[], BaseSampler]] = {
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
@@ -189,6 +366,19 @@ def make_method(name: str, ctx: Context, seed: int, direction: str, budget: int)
         ),
         "mttune": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed),
         "mttune-misleading": lambda: MetaPriorSampler(_need(ctx.misleading_prior), seed=seed),
+        "mttune-fomaml": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("fomaml")), seed=seed
+        ),
+        "mttune-nomaml": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("nomaml")), seed=seed
+        ),
+        "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
+        "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),
+        "meta-learn-tpe": lambda: meta_learn_tpe(
+            _need_path(ctx.meta_learn_tpe, "--meta-learn-tpe"),
+            source_studies(_need_path(ctx.past_db, "the past studies' storage")),
+            seed,
+        ),
     }
     if name not in factories:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(ALL_METHODS)}")
@@ -199,3 +389,9 @@ def _need(prior: MetaPrior | None) -> MetaPrior:
     if prior is None:
         raise ValueError("this method needs a meta-trained prior")
     return prior
+
+
+def _need_path(path: str | None, what: str) -> str:
+    if path is None:
+        raise ValueError(f"this method needs {what}")
+    return path

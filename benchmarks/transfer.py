@@ -17,10 +17,17 @@ Outputs in ``--out`` (default ``benchmarks/results/<suite>``): ``results.md`` (t
 ``regret.png`` (regret vs trials); raw runs, studies and priors go to ``<out>/raw`` (ignored by
 git). Re-running reuses the past studies, priors and reference optima found there.
 
-Metric: per task, normalised regret ``(f* - f_best) / (f* - f_median)`` (for maximisation;
-mirrored for minimisation), where ``f*`` is the best value found by a large random search
-refined locally on the surrogate (or the table's best) and ``f_median`` the median of random
-configs: 0 is optimal, 1 is as good as a typical random config.
+Metric: per task, normalised regret ``(f* - f_inc) / (f* - f_median)`` (for maximisation;
+mirrored for minimisation), where ``f_inc`` is the true value of the run's incumbent (the
+trial with the best observed value so far), ``f*`` the best true value found by a large
+random search refined locally on the surrogate (or the table's best) and ``f_median`` the
+median true value of random configs: 0 is optimal, 1 is as good as a typical random config.
+On a deterministic suite the true value is the observed one; on a noisy suite it is the
+mean over the noise (``Suite.true_values``), so a lucky evaluation does not count as found.
+
+A suite with very few tasks (``iaml_glmnet``) is split leave-one-task-out: each task in
+turn is the held-out one, with the others as its past studies and priors meta-trained on
+them (``<out>/raw/fold-<task>``); a few-tasks variant (``few7``) caps the past studies.
 """
 
 from __future__ import annotations
@@ -66,6 +73,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     p.add_argument("--meta-train-args", default="", help="extra args for mttune meta-train")
+    p.add_argument(
+        "--meta-learn-tpe",
+        type=Path,
+        default=REPO.parent / "shared" / "peers" / "meta_learn_tpe",
+        help="folder of OptunaHub's meta_learn_tpe package (loaded from there at run time)",
+    )
     p.add_argument("--retrain", action="store_true", help="meta-train again")
     p.add_argument("--out", type=Path)
     return p.parse_args(argv)
@@ -81,8 +94,20 @@ def split_tasks(
     return sorted(order[:n_test].tolist()), sorted(order[n_test : n_test + n_train].tolist())
 
 
+def folds(suite, args) -> list[tuple[list[str], list[str]]]:
+    """The (held-out, past) task splits: one, or leave-one-task-out on a tiny suite."""
+    if suite.leave_one_out:
+        tasks = sorted(suite.tasks)
+        return [([t], [o for o in tasks if o != t]) for t in tasks]
+    n_train = min(args.train_tasks, suite.past_tasks or args.train_tasks)
+    return [split_tasks(suite.tasks, args.test_tasks, n_train, args.split_seed)]
+
+
 def build_past_studies(suite, tasks: Sequence[str], db: Path, n_trials: int, sampler: str) -> None:
-    """One ordinary Optuna study per meta-training task (resumable: done studies are kept)."""
+    """One ordinary Optuna study per meta-training task (resumable: done studies are kept).
+
+    On a noisy suite the past studies see noisy values too, as a user's would.
+    """
     space = suite.space
 
     def make(i: int):
@@ -95,9 +120,10 @@ def build_past_studies(suite, tasks: Sequence[str], db: Path, n_trials: int, sam
         )
 
     def run(i: int, task: str, study) -> None:
+        rng = np.random.default_rng([i, 7])
         for _ in range(n_trials):
             trial = study.ask()
-            study.tell(trial, float(suite.evaluate(task, [space.suggest(trial)])[0]))
+            study.tell(trial, float(suite.evaluate(task, [space.suggest(trial)], rng)[0]))
 
     persist_studies(db, tasks, space.objective.direction, make, run)
 
@@ -186,7 +212,7 @@ def meta_train(space_file: Path | None, db: Path, out: Path, extra: str, retrain
 
 
 def reference(suite, tasks: Sequence[str], cache: Path, seed: int = 0) -> dict[str, dict]:
-    """Best value (large random search + local refinement) and random median per task."""
+    """Best true value (large random search + local refinement) and random median per task."""
     from tuner.space import Encoder
 
     refs = json.loads(cache.read_text()) if cache.exists() else {}
@@ -201,15 +227,16 @@ def reference(suite, tasks: Sequence[str], cache: Path, seed: int = 0) -> dict[s
             v = suite.evaluate(task, enc.decode_many(x))
             refs[task] = {"best": suite.best_value(task), "median": float(np.median(v))}
             continue
-        x = enc.sample(20000, rng)
-        v = sign * suite.evaluate(task, enc.decode_many(x))
+        # a noisy suite's true value costs one evaluation per replication: a smaller search
+        x = enc.sample(4000 if suite.noisy else 20000, rng)
+        v = sign * suite.true_values(task, enc.decode_many(x))
         median = float(np.median(v))
         for scale in (0.1, 0.03, 0.01):
             top = x[np.argsort(v)[:20]]
             local = enc.canonicalize(
                 np.clip(np.repeat(top, 100, 0) + rng.normal(0, scale, (2000, enc.dim)), 0, 1)
             )
-            lv = sign * suite.evaluate(task, enc.decode_many(local))
+            lv = sign * suite.true_values(task, enc.decode_many(local))
             x, v = np.vstack([x, local]), np.concatenate([v, lv])
         refs[task] = {"best": float(sign * v.min()), "median": float(sign * median)}
     cache.write_text(json.dumps(refs, indent=1))
@@ -230,7 +257,12 @@ def _init_worker(suite_spec: str, data: str | None, ctx_path: str) -> None:
         _WORKER["ctx"] = pickle.load(f)  # our own file, written by this process
 
 
+# the first trials whose distinct configs are counted
+DISTINCT_WINDOW = 50
+
+
 def _run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
+    """One method on one task with one seed: observed and true values, distinct configs."""
     import optuna
 
     from benchmarks.methods import make_method
@@ -239,18 +271,30 @@ def _run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     method, task, seed, budget = job
     suite, ctx = _WORKER["suite"], _WORKER["ctx"]
     space = suite.space
-    sampler = make_method(method, ctx, seed, space.objective.direction, budget)
+    sampler = make_method(method, ctx, seed, space.objective.direction, budget, space)
     study = optuna.create_study(direction=space.objective.direction, sampler=sampler)
-    values, ask_s = [], []
+    noise = np.random.default_rng([seed, sorted(suite.tasks).index(task), 11])
+    values, configs, ask_s = [], [], []
     for _ in range(budget):
         t0 = time.perf_counter()
         trial = study.ask()
         cfg = space.suggest(trial)
         ask_s.append(time.perf_counter() - t0)
-        value = float(suite.evaluate(task, [cfg])[0])
+        value = float(suite.evaluate(task, [cfg], noise)[0])
         study.tell(trial, value)
         values.append(value)
-    return {"method": method, "task": task, "seed": seed, "values": values, "ask_s": ask_s}
+        configs.append(cfg)
+    true = [float(v) for v in suite.true_values(task, configs)] if suite.noisy else values
+    window = {tuple(sorted(c.items())) for c in configs[:DISTINCT_WINDOW]}
+    return {
+        "method": method,
+        "task": task,
+        "seed": seed,
+        "values": values,
+        "true": true,
+        "distinct": len(window),
+        "ask_s": ask_s,
+    }
 
 
 def run_jobs(args, suite, ctx, methods, test_tasks, raw: Path) -> list[dict[str, Any]]:
@@ -297,24 +341,13 @@ def run_jobs(args, suite, ctx, methods, test_tasks, raw: Path) -> list[dict[str,
     return [r for (m, _, _), r in done.items() if m in methods]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    from benchmarks.methods import Context, greedy_portfolio
-    from benchmarks.report import write_report
-    from benchmarks.suites import load_suite
+def prepare_fold(args, suite, methods, test_tasks, train_tasks, raw: Path):
+    """Past studies, priors and the methods' context for one split; meta-training seconds."""
+    from benchmarks.methods import ABLATION_PRIORS, Context, greedy_portfolio
     from tuner.metadataset import build_metadataset
     from tuner.prior import load_prior
 
-    suite = load_suite(args.suite, args.data)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out = args.out or REPO / "benchmarks" / "results" / suite.name.replace(":", "-").replace(
-        "/", "-"
-    )
-    raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    test_tasks, train_tasks = split_tasks(
-        suite.tasks, args.test_tasks, args.train_tasks, args.split_seed
-    )
     (raw / "split.json").write_text(json.dumps({"test": test_tasks, "train": train_tasks}))
     print(
         f"{suite.name}: {len(train_tasks)} meta-training tasks, {len(test_tasks)} held out",
@@ -327,18 +360,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_past_studies(suite, train_tasks, db, args.train_trials, args.train_sampler)
     print(f"past studies ready ({time.monotonic() - t0:.0f}s)", flush=True)
     prior_file = raw / "prior.safetensors"
-    seconds = meta_train(space_file, db, prior_file, args.meta_train_args, args.retrain)
-    print(f"meta-train: {seconds:.1f}s", flush=True)
-    ctx = Context(past=build_metadataset([str(db)], suite.space), prior=load_prior(prior_file))
+    seconds = {
+        "mttune": meta_train(space_file, db, prior_file, args.meta_train_args, args.retrain)
+    }
+    print(f"meta-train: {seconds['mttune']:.1f}s", flush=True)
+    ctx = Context(
+        past=build_metadataset([str(db)], suite.space),
+        prior=load_prior(prior_file),
+        past_db=str(db),
+        meta_learn_tpe=str(args.meta_learn_tpe),
+    )
     ctx.portfolio = greedy_portfolio(ctx.past)
+    for method, (name, extra) in ABLATION_PRIORS.items():
+        if method in methods:
+            path = raw / f"prior-{name}.safetensors"
+            seconds[method] = meta_train(
+                space_file, db, path, f"{args.meta_train_args} {extra}", args.retrain
+            )
+            ctx.ablation_priors[name] = load_prior(path)
+            print(f"meta-train ({method}): {seconds[method]:.1f}s", flush=True)
     if "mttune-misleading" in methods:
         inv = raw / "past_studies_inverted.db"
         invert_studies(db, inv)
         mis = raw / "prior-misleading.safetensors"
         meta_train(space_file, inv, mis, args.meta_train_args, args.retrain)
         ctx.misleading_prior = load_prior(mis)
-    refs = reference(suite, test_tasks, raw / "reference.json")
-    runs = run_jobs(args, suite, ctx, methods, test_tasks, raw)
+    return ctx, seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    from benchmarks.report import write_report
+    from benchmarks.suites import load_suite
+
+    suite = load_suite(args.suite, args.data)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = args.out or REPO / "benchmarks" / "results" / suite.name.replace(":", "-").replace(
+        "/", "-"
+    )
+    raw = out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    splits = folds(suite, args)
+    runs, seconds, n_train, prior_info = [], {}, [], {}
+    for test_tasks, train_tasks in splits:
+        fold = raw / f"fold-{test_tasks[0]}" if len(splits) > 1 else raw
+        ctx, fold_seconds = prepare_fold(args, suite, methods, test_tasks, train_tasks, fold)
+        ref_tasks = suite.tasks if len(splits) > 1 else test_tasks
+        refs = reference(suite, ref_tasks, raw / "reference.json")
+        runs += run_jobs(args, suite, ctx, methods, test_tasks, fold)
+        for k, v in fold_seconds.items():
+            seconds.setdefault(k, []).append(v)
+        n_train.append(len(train_tasks))
+        prior_info = ctx.prior.info
+    test_all = sorted({r["task"] for r in runs})
     write_report(
         out,
         suite,
@@ -346,9 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         refs,
         methods,
         budget=args.budget,
-        meta_train_s=seconds,
-        config=vars(args) | {"n_train": len(train_tasks), "n_test": len(test_tasks)},
-        prior_info=ctx.prior.info,
+        meta_train_s={k: float(np.mean(v)) for k, v in seconds.items()},
+        config=vars(args)
+        | {
+            "n_train": n_train[0],
+            "n_test": len(test_all),
+            "folds": len(splits),
+        },
+        prior_info=prior_info,
     )
     print(f"wrote {out / 'results.md'} and {out / 'regret.png'}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -96,3 +97,48 @@ def test_harness_end_to_end(table_suite, tmp_path):
 def test_first_trial_needs_a_benchmark_run(table_suite, tmp_path, capsys):
     assert first_trial_main(["--suite", f"table:{table_suite}", "--out", str(tmp_path)]) == 1
     assert "run benchmarks.transfer first" in capsys.readouterr().err
+
+
+def test_harness_runs_the_ablation_and_the_peer(table_suite, tmp_path):
+    """The MAML ablation's methods and Meta-Learn TPE on the same seeds, one report."""
+    from tests.benchmarks.test_methods import PEER
+
+    methods = ["tpe", "mttune", "mttune-fomaml", "mttune-nomaml", "mttune-nogp", "gp-only"]
+    if (PEER / "sampler.py").is_file():
+        methods.append("meta-learn-tpe")
+    out = tmp_path / "ablation"
+    argv = [
+        "--suite",
+        f"table:{table_suite}",
+        "--test-tasks",
+        "2",
+        "--train-trials",
+        "12",
+        "--budget",
+        "12",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--methods",
+        ",".join(methods),
+        "--meta-train-args",
+        "--max-steps 40",
+        "--meta-learn-tpe",
+        str(PEER),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    md = (out / "results.md").read_text()
+    for method in methods:
+        assert f"| {method} |" in md
+    assert (out / "raw" / "prior-fomaml.safetensors").is_file()
+    assert (out / "raw" / "prior-nomaml.safetensors").is_file()
+    assert "MAML ablation" in md and "| target: default vs no MAML |" in md
+    assert "Distinct configs in the first 12 trials" in md
+    # the table suite repeats measurements: regret is of the mean, each run records both
+    runs = [json.loads(line) for line in (out / "raw" / "runs.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in runs} == set(methods)
+    assert all(len(r["true"]) == 12 and 1 <= r["distinct"] <= 12 for r in runs)
+    assert any(r["true"] != r["values"] for r in runs)
