@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.first_trial import main as first_trial_main
+from benchmarks.report import collect
 from benchmarks.suites import TableSuite
 from benchmarks.transfer import main, split_tasks
 
@@ -142,3 +143,7 @@ def test_harness_runs_the_ablation_and_the_peer(table_suite, tmp_path):
     assert {r["method"] for r in runs} == set(methods)
     assert all(len(r["true"]) == 12 and 1 <= r["distinct"] <= 12 for r in runs)
     assert any(r["true"] != r["values"] for r in runs)
+    # the page of every suite's results leads with the ablation's target row of each
+    page = collect(tmp_path, "size: tiny")
+    assert page.count("| target: default vs no MAML |") == 1
+    assert "| ablation | " in page and "## ablation" in page and "size: tiny" in page
