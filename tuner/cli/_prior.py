@@ -303,9 +303,10 @@ def _print_splits(info: dict, console: Console) -> None:
     splits = info.get("splits")
     if splits is None:
         console.print(
-            "held-out tasks: no split record (a prior made before early stopping, calibration "
-            "and the reported metrics had their own tasks): the same tasks did all three, so "
-            "the figures below are optimistic; meta-train it again for honest ones",
+            "held-out tasks: no split record (a prior made before the cross-fitted "
+            "validation): the figures below were measured on the tasks that stopped the "
+            "training and fitted the calibration, so they are optimistic; meta-train it again "
+            "for honest ones",
             markup=False,
             soft_wrap=True,
         )
