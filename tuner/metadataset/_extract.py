@@ -205,15 +205,9 @@ class MetaDataset:
             z[i, : t.n] = t.z
         return x, z, counts
 
-    def split(self, n_val: int, rng: np.random.Generator) -> tuple[MetaDataset, MetaDataset]:
-        """Hold out ``n_val`` whole tasks (split by task, never by trial)."""
-        order = rng.permutation(len(self.tasks))
-        val = [self.tasks[i] for i in sorted(order[:n_val])]
-        train = [self.tasks[i] for i in sorted(order[n_val:])]
-        return (
-            MetaDataset(self.space, train, self.report, self.features),
-            MetaDataset(self.space, val, self.report, self.features),
-        )
+    def subset(self, idx: Sequence[int]) -> MetaDataset:
+        """The tasks ``idx``, in that order, over the same space and features."""
+        return MetaDataset(self.space, [self.tasks[i] for i in idx], self.report, self.features)
 
 
 def expand_sources(sources: Iterable[str]) -> list[str]:

@@ -99,12 +99,12 @@ def meta_train(
     t0 = time.monotonic()
     splits = split_tasks(len(dataset.tasks), maml, seed)
     gen = torch.Generator().manual_seed(seed)
-    tasks = _task_tensors(_subset(dataset, splits.train), dev)
+    tasks = _task_tensors(dataset.subset(splits.train), dev)
     learner = _Learner.init(tasks[0].shape[2], model, maml, gen, dev)
     # episodes numbered by dataset task index, so that the folds can find them
     episodes = [
         dataclasses.replace(ep, task=splits.held_out[ep.task])
-        for ep in validation_episodes(_subset(dataset, splits.held_out), seed)
+        for ep in validation_episodes(dataset.subset(splits.held_out), seed)
     ]
     sample = functools.partial(_sample_batch, *tasks, model.ensemble, maml, gen, dev)
     fit = _fit(learner, sample, episodes, splits.folds, maml, progress)
@@ -285,13 +285,6 @@ def _fit(
             f"({maml.inner_steps})."
         )
     return fit
-
-
-def _subset(dataset: MetaDataset, idx: tuple[int, ...]) -> MetaDataset:
-    """The tasks ``idx`` of ``dataset``, in that order."""
-    return MetaDataset(
-        dataset.space, [dataset.tasks[i] for i in idx], dataset.report, dataset.features
-    )
 
 
 def _calibrated_prior(
