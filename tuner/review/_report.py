@@ -176,6 +176,7 @@ def review_data(
     ``mttune verify`` commands the report suggests.
     """
     analysis = analyse(data, top_k=top_k, seed=seed)
+    promising = _promising(analysis, script, repeats)
     fails = failures(data)
     rec = analysis.recommended
     best_obs = _best_observed(analysis)
@@ -204,14 +205,11 @@ def review_data(
         "recommended": recommended,
         "differs": why is not None,
         "why": why,
-        "promising": _promising(analysis, script, repeats),
+        "promising": promising,
         "verify_command": None
-        if not analysis.promising
+        if not promising
         else verify_command(
-            data,
-            [e.group.representative(data) for e in analysis.promising],
-            script=script,
-            repeats=repeats,
+            data, [d["number"] for d in promising], script=script, repeats=repeats
         ),
         "confidence": _confidence(analysis),
         "robustness": robustness_dict(rob),
