@@ -13,14 +13,25 @@ def space():
 
 @pytest.mark.parametrize(
     ("value", "column"),
-    [("a", 0), (True, 1), (1.0, 2), (1, 2), (np.float64(1.0), 2), (3.0, 4)],
+    [
+        ("a", 0),
+        (True, 1),
+        (1.0, 2),
+        (1, 2),
+        (np.float64(1.0), 2),
+        (3.0, 4),
+        (np.int64(3), 4),
+        (np.int32(1), 2),
+        (np.str_("a"), 0),
+        (np.True_, 1),
+    ],
 )
 def test_a_value_sets_its_choice_column_and_numbers_compare_by_value(space, value, column):
     row = space.encode([{"c": value}])[0]
     assert row.tolist() == [1.0 if j == column else 0.0 for j in range(5)]
 
 
-@pytest.mark.parametrize("value", ["b", False, 2, [1], float("nan")])
+@pytest.mark.parametrize("value", ["b", False, 2, [1], float("nan"), np.False_, np.int64(2)])
 def test_a_value_that_is_no_choice_sets_no_column(space, value):
     assert not space.encode([{"c": value}]).any()
 

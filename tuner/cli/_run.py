@@ -16,7 +16,7 @@ from rich.text import Text
 from tuner._errors import MttuneError
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
-from tuner.runners import PRUNERS, SAMPLERS, SCHEDULERS
+from tuner.runners import DEFAULT_MAX_OUTPUT_BYTES, PRUNERS, SAMPLERS, SCHEDULERS
 
 if TYPE_CHECKING:  # imported when the command runs: --help and usage errors answer at once
     import optuna
@@ -166,8 +166,8 @@ def _add_trial_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-output-bytes",
         type=int,
-        default=8 * 1024 * 1024,
-        help="stdout limit per trial (default 8 MiB)",
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        help=f"stdout limit per trial (default {DEFAULT_MAX_OUTPUT_BYTES // 2**20} MiB)",
     )
     p.add_argument(
         "--heartbeat",

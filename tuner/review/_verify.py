@@ -36,7 +36,14 @@ from tuner.review._configs import Codec
 from tuner.review._load import ReviewError, StudyData, list_studies, read_study
 from tuner.review._report import Review, review_data
 from tuner.review._robustness import Robustness, robustness
-from tuner.runners import ScriptSpec, TrialOutcome, on_stop_signals, outcome_attrs, run_script
+from tuner.runners import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    ScriptSpec,
+    TrialOutcome,
+    on_stop_signals,
+    outcome_attrs,
+    run_script,
+)
 from tuner.studies import TrialAttr, open_storage
 
 __all__ = ["VerifyOptions", "VerifyResult", "VerifyRun", "verify_study"]
@@ -65,7 +72,7 @@ class VerifyOptions:
     perturb: float = 0.05
     seed: int | None = None
     trial_timeout: float | None = None
-    max_output_bytes: int = 8 * 1024 * 1024
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     trials: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:

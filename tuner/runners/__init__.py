@@ -15,7 +15,13 @@ if TYPE_CHECKING:
         RichProgress,
         make_progress,
     )
-    from tuner.runners._protocol import ScriptError, ScriptSpec, TrialOutcome, run_script
+    from tuner.runners._protocol import (
+        DEFAULT_MAX_OUTPUT_BYTES,
+        ScriptError,
+        ScriptSpec,
+        TrialOutcome,
+        run_script,
+    )
     from tuner.runners._ray import (
         RayBackendError,
         RayOptions,
@@ -48,7 +54,13 @@ _EXPORTS = {
         "RichProgress",
         "make_progress",
     ),
-    "tuner.runners._protocol": ("ScriptError", "ScriptSpec", "TrialOutcome", "run_script"),
+    "tuner.runners._protocol": (
+        "DEFAULT_MAX_OUTPUT_BYTES",
+        "ScriptError",
+        "ScriptSpec",
+        "TrialOutcome",
+        "run_script",
+    ),
     "tuner.runners._ray": ("RayBackendError", "RayOptions", "default_ray_temp_dir", "ray_cluster"),
     "tuner.runners._ray_backend": ("run_ray",),
     "tuner.runners._ray_search": ("PruningOptunaSearch",),
@@ -67,6 +79,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "PRUNERS",
     "SAMPLERS",
     "SCHEDULERS",

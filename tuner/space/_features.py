@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -316,9 +317,17 @@ def _choice_index(choices: tuple[Any, ...]) -> tuple[dict, dict]:
 
 
 def _choice_key(value: Any) -> tuple[str, Any]:
-    """Choices compare by type and value: ``True`` is not ``1``, ``1`` is ``1.0``."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return (type(value).__name__, value)
-    if isinstance(value, int | float):
+    """Choices compare by kind and value: ``True`` is not ``1``, ``1`` is ``1.0``.
+
+    NumPy scalars compare as the Python values they hold (``np.int64(3)`` is ``3``,
+    ``np.str_("a")`` is ``"a"``, ``np.True_`` is ``True``).
+    """
+    if value is None:
+        return ("none", None)
+    if isinstance(value, bool | np.bool_):
+        return ("bool", bool(value))
+    if isinstance(value, str):
+        return ("str", str(value))
+    if isinstance(value, numbers.Real):
         return ("number", float(value))
     return ("other", repr(value))
