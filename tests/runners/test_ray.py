@@ -8,6 +8,7 @@ The interruption test starts its own Ray in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -181,3 +182,54 @@ def test_sigterm_stops_a_local_ray_run_cleanly_and_it_resumes(tmp_path, monkeypa
         assert retries[t.number].params == t.params
         assert retries[t.number].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+
+
+def test_a_trial_another_runner_failed_while_it_ran_keeps_its_result(tmp_path, monkeypatch):
+    """The Ray driver paused past the heartbeat's grace period finds its trial failed by
+    another runner: the run goes on and the script's result is kept as a re-run of it, as
+    the Optuna runner keeps it (tests/runners/test_recovery.py)."""
+    import threading
+
+    from tuner.runners._study import _fail_interrupted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUAD_SLEEP", "0.5")
+    db = tmp_path / "studies" / "quad.db"
+
+    def other_runner() -> None:  # fails the first running trial as dead once its script runs
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if _has_running_trial(db):  # read with sqlite3: never races the schema's creation
+                study = optuna.load_study(study_name="quad", storage=f"sqlite:///{db}")
+                running = study.get_trials(states=(TrialState.RUNNING,))
+                if running and TrialAttr.SEED.key in running[0].user_attrs:
+                    _fail_interrupted(study, running[0])
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=other_runner)
+    thread.start()
+    args = _quad("--n-trials", "2", "--seed", "0", "--sampler", "random", "--scheduler", "none")
+    assert _run(*args, "--workers", "1") == 0
+    thread.join()
+    trials = _trials(db, "quad")
+    (failed,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed.user_attrs[TrialAttr.INTERRUPTED.key] is True
+    (kept,) = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF.key) == failed.number]
+    assert kept.state == TrialState.COMPLETE and kept.params == failed.params
+    assert kept.user_attrs[TrialAttr.SEED.key] == failed.user_attrs[TrialAttr.SEED.key]
+    assert sorted(kept.intermediate_values) == [0, 1, 2]  # this run's own reports
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+def _has_running_trial(db: Path) -> bool:
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT 1 FROM trials WHERE state = 'RUNNING'").fetchone()
+            return row is not None
+    except sqlite3.OperationalError:  # no tables yet, or locked: look again
+        return False

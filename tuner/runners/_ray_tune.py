@@ -30,6 +30,7 @@ Results a trial sends to Tune:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -339,7 +340,9 @@ class StudySearcher(OptunaSearch):
     def _report(self, live: _Live, step: Any, value: Any) -> None:
         if isinstance(step, int) and step >= 0 and step not in live.reported:
             live.reported.add(step)
-            live.trial.report(float(value), step)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                # failed by another runner: the result is kept when the trial ends
+                live.trial.report(float(value), step)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Record an intermediate value on the study's trial."""
@@ -365,7 +368,13 @@ class StudySearcher(OptunaSearch):
                 self._report(live, step, value)
             state = OUTCOME_STATES[payload["state"]]
             value = payload["value"] if state == TrialState.COMPLETE else None
-            self._finish(live, state, payload["attrs"], value=value)
+            outcome = TrialOutcome(
+                payload["state"],
+                value=value,
+                intermediate=[(int(k), float(v)) for k, v in payload["intermediate"]],
+                reason=payload["attrs"].get(TrialAttr.FAIL_REASON.key),
+            )
+            self._finish(live, state, payload["attrs"], value=value, outcome=outcome)
         elif ITER in result:  # no final result: the scheduler stopped it at this report
             step, value = result[STEP], result[METRIC]
             self._report(live, step, value)
@@ -420,7 +429,14 @@ class StudySearcher(OptunaSearch):
         *,
         value: float | None = None,
         recover: bool = True,
+        outcome: TrialOutcome | None = None,
     ) -> None:
+        """Tell the study how ``live`` ended.
+
+        If another runner failed the trial as dead meanwhile (this driver was paused past
+        the heartbeat's grace period), the script's ``outcome``, when there is one, is kept
+        as a re-run of it (:meth:`RunBook.keep_superseded`), as the Optuna runner does.
+        """
         live.heartbeat.join()
         trial = live.trial
         try:
@@ -428,7 +444,10 @@ class StudySearcher(OptunaSearch):
                 trial.set_user_attr(key, v)
             frozen = self._study.tell(trial, value, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
-            return  # another runner of the study recovered it first
+            if outcome is not None:
+                kept = {TrialAttr.SEED.key: TrialAttr.SEED.get(trial.user_attrs), **attrs}
+                self._book.keep_superseded(trial, outcome, kept)
+            return
         self._book.trial_finished(frozen, recover=recover)
 
 
