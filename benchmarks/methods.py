@@ -40,6 +40,7 @@ ALL_METHODS = (
     "mttune-misleading",
     "mttune-fomaml",
     "mttune-nomaml",
+    "mttune-metasgd",
     "mttune-nogp",
     "gp-only",
 )
@@ -48,6 +49,7 @@ SLOW_METHODS = ("gp",)
 ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
+    "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
 }
 
 
@@ -371,6 +373,9 @@ def make_method(
         ),
         "mttune-nomaml": lambda: MetaPriorSampler(
             _need(ctx.ablation_priors.get("nomaml")), seed=seed
+        ),
+        "mttune-metasgd": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("metasgd")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),

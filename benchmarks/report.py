@@ -18,6 +18,7 @@ ABLATION = (
     ("mttune", "MAML, as shipped"),
     ("mttune-fomaml", "first-order MAML"),
     ("mttune-nomaml", "no MAML (`--inner-steps 0`)"),
+    ("mttune-metasgd", "Meta-SGD step sizes (`--inner-lr-shape element`)"),
     ("mttune-nogp", "MAML adaptation, no residual GP"),
     ("gp-only", "the GP, no prior"),
 )

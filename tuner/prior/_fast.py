@@ -24,15 +24,24 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def _step_sizes(log_lr: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """``exp(log_lr)`` shaped to broadcast against a stacked parameter of ``shape``."""
+    lr = np.exp(log_lr.numpy()).astype(_DTYPE)
+    if lr.shape == shape:  # one per element
+        return lr
+    return lr.reshape(lr.shape + (1,) * (len(shape) - lr.ndim))  # one per member
+
+
 @dataclasses.dataclass
 class FastEnsemble:
-    """Stacked layers ``W (M, out, in)``, ``b (M, out)`` with per-tensor inner learning rates.
+    """Stacked layers ``W (M, out, in)``, ``b (M, out)`` with their inner learning rates.
 
     Attributes:
         weights: Per layer, ``(M, out, in)``.
         biases: Per layer, ``(M, out)``.
-        lr_w: Per layer, ``(M,)`` inner learning rate of the weight.
-        lr_b: Per layer, ``(M,)`` inner learning rate of the bias.
+        lr_w: Per layer, the inner learning rate of the weight: ``(M, 1, 1)`` (one per
+            tensor) or ``(M, out, in)`` (one per element, Meta-SGD).
+        lr_b: Per layer, that of the bias: ``(M, 1)`` or ``(M, out)``.
     """
 
     weights: list[np.ndarray]
@@ -50,8 +59,8 @@ class FastEnsemble:
         for i in layer_ids:
             w.append(params[f"net.{i}.weight"].numpy().astype(_DTYPE))
             b.append(params[f"net.{i}.bias"].numpy().astype(_DTYPE))
-            lw.append(np.exp(log_lrs[f"net.{i}.weight"].numpy()).astype(_DTYPE))
-            lb.append(np.exp(log_lrs[f"net.{i}.bias"].numpy()).astype(_DTYPE))
+            lw.append(_step_sizes(log_lrs[f"net.{i}.weight"], w[-1].shape))
+            lb.append(_step_sizes(log_lrs[f"net.{i}.bias"], b[-1].shape))
         return cls(w, b, lw, lb)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list, list[np.ndarray]]:
@@ -106,6 +115,6 @@ class FastEnsemble:
                     da = delta @ w[i]  # (M, n, in)
                     z, s = pre[i - 1]
                     delta = da * (s * (1.0 + z * (1.0 - s)))
-                w[i] = w[i] - self.lr_w[i][:, None, None] * gw
-                b[i] = b[i] - self.lr_b[i][:, None] * gb
+                w[i] = w[i] - self.lr_w[i] * gw
+                b[i] = b[i] - self.lr_b[i] * gb
         return cur

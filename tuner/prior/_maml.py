@@ -18,13 +18,14 @@ Target units
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from tuner.metadataset import relative_to_support
+from tuner.prior._config import MAMLConfig
 
 __all__ = [
     "Surrogate",
@@ -32,6 +33,7 @@ __all__ = [
     "adapt_members",
     "forward_members",
     "init_ensemble",
+    "inner_lr_shape",
     "masked_mse",
     "predict",
     "surrogate_shapes",
@@ -68,6 +70,17 @@ def surrogate_shapes(dim: int, hidden: int, layers: int) -> dict[str, tuple[int,
     shapes[f"net.{2 * layers}.weight"] = (1, width)
     shapes[f"net.{2 * layers}.bias"] = (1,)
     return shapes
+
+
+def inner_lr_shape(param_shape: Sequence[int], maml: MAMLConfig) -> tuple[int, ...]:
+    """Shape of the inner log learning rates of a stacked parameter ``(M, ...)``.
+
+    ``(M,)`` with ``inner_lr_shape="tensor"``, the parameter's own shape with ``"element"``
+    (Meta-SGD); either broadcasts against one member's gradient in :func:`adapt`.
+    """
+    if maml.inner_lr_shape == "element":
+        return tuple(param_shape)
+    return (param_shape[0],)
 
 
 def init_ensemble(
@@ -115,8 +128,9 @@ def adapt(
 ) -> Params:
     """``steps`` of gradient descent on the support points (one member, one task).
 
-    Differentiable w.r.t. ``params`` and ``log_lrs`` (second-order MAML) unless
-    ``first_order``.
+    ``log_lrs[k]`` is a scalar (one step size per tensor) or has the shape of
+    ``params[k]`` (Meta-SGD: one per element). Differentiable w.r.t. ``params`` and
+    ``log_lrs`` (second-order MAML) unless ``first_order``.
     """
     loss_grad = grad(masked_mse)
     for _ in range(steps):

@@ -85,7 +85,8 @@ class MetaPrior:
         model: Network settings.
         maml: MAML settings used to train it.
         params: Ensemble parameters stacked along a leading member axis.
-        log_lrs: Inner-loop log learning rates per parameter tensor, per member.
+        log_lrs: Inner-loop log learning rates, per member: ``(M,)`` per parameter tensor,
+            or the parameter's shape with ``maml.inner_lr_shape == "element"``.
         calibration: Predictive-variance calibration.
         portfolio: The source studies' best configs in the prior's coordinates ``(P, D)``.
         info: Provenance and validation metrics (JSON-serialisable).

@@ -18,7 +18,7 @@ from tuner.metadataset import MetaDataset, relative_to_support
 from tuner.prior._assess import cross_fit, fold_losses, split_tasks
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
-from tuner.prior._maml import batched_query_loss, init_ensemble
+from tuner.prior._maml import batched_query_loss, init_ensemble, inner_lr_shape
 from tuner.prior._prior import Calibration, MetaPrior
 
 __all__ = [
@@ -163,12 +163,12 @@ class _Learner:
         params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
         log_lrs = {
             k: torch.full(
-                (model.ensemble,),
+                inner_lr_shape(v.shape, maml),
                 math.log(maml.inner_lr),
                 device=dev,
                 requires_grad=maml.learn_inner_lr,
             )
-            for k in params
+            for k, v in params.items()
         }
         trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
         opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
