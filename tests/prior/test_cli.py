@@ -77,6 +77,21 @@ def test_meta_train_then_show(past, capsys):
     assert "validation" in data and "versions" in data
 
 
+def test_meta_train_with_meta_sgd_step_sizes(past, capsys):
+    tmp_path, space_file = past
+    out = tmp_path / "p.safetensors"
+    args = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
+    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--inner-lr-shape", "element"]
+    assert main(args) == 0, capsys.readouterr().err
+    prior = load_prior(out)
+    assert prior.maml.inner_lr_shape == "element"
+    assert all(prior.log_lrs[k].shape == v.shape for k, v in prior.params.items())
+    assert "(Meta-SGD step sizes)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "row"])
+    assert "invalid choice: 'row'" in capsys.readouterr().err
+
+
 def test_meta_train_named_studies_and_too_little_data(past, capsys):
     tmp_path, space_file = past
     code = main(
