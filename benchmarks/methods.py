@@ -41,6 +41,7 @@ ALL_METHODS = (
     "mttune-fomaml",
     "mttune-nomaml",
     "mttune-metasgd",
+    "mttune-support48",
     "mttune-nogp",
     "gp-only",
 )
@@ -50,6 +51,7 @@ ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
+    "mttune-support48": ("support48", "--max-support 48"),
 }
 
 
@@ -376,6 +378,9 @@ def make_method(
         ),
         "mttune-metasgd": lambda: MetaPriorSampler(
             _need(ctx.ablation_priors.get("metasgd")), seed=seed
+        ),
+        "mttune-support48": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("support48")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),

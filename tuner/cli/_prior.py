@@ -87,6 +87,19 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         f"(element: Meta-SGD) (default {MAMLConfig.inner_lr_shape})",
     )
     p.add_argument(
+        "--max-support",
+        type=int,
+        default=MAMLConfig.max_support,
+        help="largest support set of a meta-training episode (default "
+        f"{MAMLConfig.max_support}; below --points)",
+    )
+    p.add_argument(
+        "--points",
+        type=int,
+        default=MAMLConfig.points,
+        help=f"trials per meta-training episode, support + query (default {MAMLConfig.points})",
+    )
+    p.add_argument(
         "--ensemble",
         type=int,
         default=ModelConfig.ensemble,
@@ -193,6 +206,8 @@ _FLAGS = {
     "ensemble": "--ensemble",
     "max_steps": "--max-steps",
     "inner_steps": "--inner-steps",
+    "max_support": "--max-support",
+    "points": "--points",
 }
 
 
@@ -207,6 +222,8 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
             inner_steps=args.inner_steps,
             first_order=args.first_order,
             inner_lr_shape=args.inner_lr_shape,
+            max_support=args.max_support,
+            points=args.points,
         )
     except MttuneError as e:
         field, _, rest = str(e).partition(" ")
