@@ -42,6 +42,7 @@ ALL_METHODS = (
     "mttune-nomaml",
     "mttune-metasgd",
     "mttune-support48",
+    "mttune-cavia",
     "mttune-nogp",
     "gp-only",
 )
@@ -52,6 +53,7 @@ ABLATION_PRIORS = {
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
     "mttune-support48": ("support48", "--max-support 48"),
+    "mttune-cavia": ("cavia", "--context 4"),
 }
 
 
@@ -381,6 +383,9 @@ def make_method(
         ),
         "mttune-support48": lambda: MetaPriorSampler(
             _need(ctx.ablation_priors.get("support48")), seed=seed
+        ),
+        "mttune-cavia": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("cavia")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),

@@ -20,6 +20,7 @@ ABLATION = (
     ("mttune-nomaml", "no MAML (`--inner-steps 0`)"),
     ("mttune-metasgd", "Meta-SGD step sizes (`--inner-lr-shape element`)"),
     ("mttune-support48", "support sets up to 48 trials (`--max-support 48`)"),
+    ("mttune-cavia", "CAVIA, a context of 4 adapted alone (`--context 4`)"),
     ("mttune-nogp", "MAML adaptation, no residual GP"),
     ("gp-only", "the GP, no prior"),
 )

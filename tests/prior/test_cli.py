@@ -156,6 +156,7 @@ def test_cuda_without_gpu_is_a_clear_error(past, capsys):
         (["--max-steps", "0"], "--max-steps must be >= 1, got 0"),
         (["--inner-steps", "99"], "--inner-steps must be in 0..50, got 99"),
         (["--max-support", "64"], "--max-support must be in 1..points-1, got 64"),
+        (["--context", "65"], "--context must be in 0..64, got 65"),
     ],
 )
 def test_bad_settings_are_refused_before_the_studies_are_read(tmp_path, capsys, flags, needle):

@@ -195,6 +195,51 @@ def test_meta_sgd_and_per_tensor_step_sizes_give_the_same_first_step_at_init():
         torch.testing.assert_close(out[0][k], out[1][k])
 
 
+@pytest.mark.parametrize("lr_shape", ["tensor", "element"])
+def test_numpy_inference_path_matches_torch_with_a_cavia_context(lr_shape):
+    from tuner.prior._fast import FastEnsemble
+    from tuner.prior._maml import CONTEXT, inner_lr_shape, predict
+
+    gen = torch.Generator().manual_seed(2)
+    base, params = init_ensemble(7 + 3, 16, 2, 4, gen)  # 7 inputs, a context of 3
+    shape = inner_lr_shape((4, 3), MAMLConfig(inner_lr_shape=lr_shape))
+    lrs = {CONTEXT: 0.5 * torch.randn(shape, generator=gen)}
+    fast = FastEnsemble.from_torch(params, lrs, context=3)
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 17):
+        xo, to, xc = rng.random((n, 7)), rng.standard_normal(n), rng.random((50, 7))
+        as_t = [torch.tensor(v, dtype=torch.float32) for v in (xo, to, xc)]
+        ref = predict(params, lrs, base, *as_t, 3).numpy()
+        adapted = fast.adapt(xo, to, 3)
+        np.testing.assert_allclose(adapted.predict(xc), ref, atol=1e-4)
+        # only the context moved: the first layer's bias, nothing else
+        kept = [*zip(adapted.weights, fast.weights, strict=True)]
+        kept += zip(adapted.biases[1:], fast.biases[1:], strict=True)
+        assert all(np.array_equal(a, b) for a, b in kept)
+        assert n == 0 or not np.allclose(adapted.biases[0], fast.biases[0])
+
+
+def test_cavia_adapts_only_its_context_and_learns_its_step_size():
+    from tuner.prior._maml import CONTEXT
+
+    ds = bowl_family(8, 40, seed=3)
+    maml = MAMLConfig(max_steps=60, val_every=20, meta_batch=4, context=2)
+    prior = meta_train(ds, model=SMALL_MODEL, maml=maml, seed=0)
+    assert set(prior.log_lrs) == {CONTEXT}
+    assert prior.params["net.0.weight"].shape[-1] == 2 + 2  # config + context columns
+    assert float((prior.log_lrs[CONTEXT] - math.log(1.0)).abs().max()) > 1e-3
+    x = [{"a": 0.3, "b": 0.7}, {"a": 0.9, "b": 0.1}]
+    observed = [({"a": 0.9, "b": 0.1}, 0.0), ({"a": 0.3, "b": 0.7}, 1.0)]
+    assert not np.allclose(prior.predict(x).mean, prior.predict(x, observed).mean)
+
+
+def test_a_context_without_inner_steps_is_refused():
+    from tuner._errors import MttuneError
+
+    with pytest.raises(MttuneError, match=r"context \(CAVIA\) needs inner_steps >= 1"):
+        MAMLConfig(context=4, inner_steps=0)
+
+
 def test_an_unknown_inner_lr_shape_is_refused():
     from tuner._errors import MttuneError
 

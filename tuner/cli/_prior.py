@@ -87,6 +87,13 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         f"(element: Meta-SGD) (default {MAMLConfig.inner_lr_shape})",
     )
     p.add_argument(
+        "--context",
+        type=int,
+        default=MAMLConfig.context,
+        help="CAVIA: a context vector of this size is all the inner loop adapts "
+        f"(default {MAMLConfig.context}: the inner loop adapts every weight)",
+    )
+    p.add_argument(
         "--max-support",
         type=int,
         default=MAMLConfig.max_support,
@@ -207,6 +214,7 @@ _FLAGS = {
     "max_steps": "--max-steps",
     "inner_steps": "--inner-steps",
     "max_support": "--max-support",
+    "context": "--context",
     "points": "--points",
 }
 
@@ -223,6 +231,7 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
             first_order=args.first_order,
             inner_lr_shape=args.inner_lr_shape,
             max_support=args.max_support,
+            context=args.context,
             points=args.points,
         )
     except MttuneError as e:
@@ -284,6 +293,7 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
         f"MAML {'first' if prior.maml.first_order else 'second'}-order, "
         f"{prior.maml.inner_steps} inner steps"
         + (" (Meta-SGD step sizes)" if prior.maml.inner_lr_shape == "element" else "")
+        + (f" (CAVIA context of {prior.maml.context})" if prior.maml.context else "")
         + f"; trained {training.get('steps', '?')} steps "
         f"(best {training.get('best_step', '?')})"
         + (f" in {training['seconds']} s" if "seconds" in training else "")

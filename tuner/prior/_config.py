@@ -46,6 +46,10 @@ class MAMLConfig:
         inner_lr_shape: ``"tensor"``: one inner learning rate per parameter tensor (per
             member); ``"element"``: one per weight (Meta-SGD, Li et al. 2017), which lets
             the inner loop move only what transfers. Files without it are ``"tensor"``.
+        context: CAVIA (Zintgraf et al. 2019): the size of a context vector fed to the
+            network beside the config, set to 0 for each task and the only thing the inner
+            loop adapts (its step size learned, from 1); the weights are learned by the outer
+            loop only. ``0`` (files without it): the inner loop adapts every weight.
         first_order: Drop second-order terms (first-order MAML): faster, usually a bit worse.
         outer_lr: Adam learning rate of the meta-parameters.
         meta_batch: Tasks per outer step.
@@ -66,6 +70,7 @@ class MAMLConfig:
     inner_lr: float = 0.05
     learn_inner_lr: bool = True
     inner_lr_shape: str = "tensor"
+    context: int = 0
     first_order: bool = False
     outer_lr: float = 5e-3
     meta_batch: int = 8
@@ -85,6 +90,12 @@ class MAMLConfig:
             self.inner_lr_shape in INNER_LR_SHAPES,
             f"inner_lr_shape must be one of {', '.join(INNER_LR_SHAPES)}",
             self.inner_lr_shape,
+        )
+        _check(0 <= self.context <= 64, "context must be in 0..64", self.context)
+        _check(
+            self.context == 0 or self.inner_steps >= 1,
+            "context (CAVIA) needs inner_steps >= 1: the inner loop is what fits it",
+            self.inner_steps,
         )
         _check(self.outer_lr > 0, "outer_lr must be > 0", self.outer_lr)
         _check(self.meta_batch >= 1, "meta_batch must be >= 1", self.meta_batch)
