@@ -40,6 +40,9 @@ ALL_METHODS = (
     "mttune-misleading",
     "mttune-fomaml",
     "mttune-nomaml",
+    "mttune-metasgd",
+    "mttune-support48",
+    "mttune-cavia",
     "mttune-nogp",
     "gp-only",
 )
@@ -48,6 +51,9 @@ SLOW_METHODS = ("gp",)
 ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
+    "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
+    "mttune-support48": ("support48", "--max-support 48"),
+    "mttune-cavia": ("cavia", "--context 4"),
 }
 
 
@@ -371,6 +377,15 @@ def make_method(
         ),
         "mttune-nomaml": lambda: MetaPriorSampler(
             _need(ctx.ablation_priors.get("nomaml")), seed=seed
+        ),
+        "mttune-metasgd": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("metasgd")), seed=seed
+        ),
+        "mttune-support48": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("support48")), seed=seed
+        ),
+        "mttune-cavia": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("cavia")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),

@@ -12,6 +12,7 @@ from benchmarks.first_trial import main as first_trial_main
 from benchmarks.report import collect
 from benchmarks.suites import TableSuite
 from benchmarks.transfer import main, split_tasks
+from tuner.prior import load_prior
 
 
 @pytest.fixture
@@ -147,3 +148,18 @@ def test_harness_runs_the_ablation_and_the_peer(table_suite, tmp_path):
     page = collect(tmp_path, "size: tiny")
     assert page.count("| target: default vs no MAML |") == 1
     assert "| ablation | " in page and "## ablation" in page and "size: tiny" in page
+
+
+def test_an_ablation_of_mttune_variants_alone_reports_each_against_no_maml(table_suite, tmp_path):
+    """Only prior variants, no other method (this crashed on the ranks), Meta-SGD among them."""
+    methods = ["mttune", "mttune-nomaml", "mttune-metasgd"]
+    out = tmp_path / "variants"
+    argv = ["--suite", f"table:{table_suite}", "--test-tasks", "2", "--train-trials", "12"]
+    argv += ["--budget", "6", "--seeds", "1", "--workers", "1", "--methods", ",".join(methods)]
+    argv += ["--meta-train-args", "--max-steps 20", "--out", str(out)]
+    assert main(argv) == 0
+    md = (out / "results.md").read_text()
+    assert "| target: default vs no MAML |" in md
+    assert "| target: `mttune-metasgd` vs no MAML |" in md
+    assert load_prior(out / "raw" / "prior-metasgd.safetensors").maml.inner_lr_shape == "element"
+    assert "best average rank" not in md  # no other method to rank against

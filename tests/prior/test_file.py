@@ -284,3 +284,74 @@ def test_an_unknown_format_says_how_to_fix_it(saved, tmp_path):
 )
 def test_tampered_features_are_a_clear_error(saved, tmp_path, edit, needle):
     _expect_error(_rewrite(saved, tmp_path, meta=edit), needle)
+
+
+def test_a_meta_sgd_prior_round_trips_with_its_per_weight_step_sizes(tmp_path):
+    from tests.prior.conftest import SMALL_MODEL, bowl_family
+    from tuner.prior import MAMLConfig, meta_train
+
+    maml = MAMLConfig(max_steps=20, val_every=10, meta_batch=4, inner_lr_shape="element")
+    prior = meta_train(bowl_family(6, 30, seed=4), model=SMALL_MODEL, maml=maml, seed=0)
+    loaded = load_prior(save_prior(prior, tmp_path / "metasgd.safetensors"))
+    assert loaded.maml.inner_lr_shape == "element"
+    for name, value in prior.log_lrs.items():
+        assert torch.equal(loaded.log_lrs[name], value)
+    configs = [{"a": 0.1, "b": 0.9}, {"a": 0.3, "b": 0.7}]
+    observed = [({"a": 0.5, "b": 0.5}, 0.2), ({"a": 0.2, "b": 0.6}, 0.05)]
+    np.testing.assert_allclose(
+        loaded.predict(configs, observed).mean, prior.predict(configs, observed).mean, rtol=1e-6
+    )
+
+
+def test_a_file_from_before_inner_lr_shape_loads_with_per_tensor_step_sizes(
+    bowl_prior, saved, tmp_path
+):
+    def downgrade(m):
+        del m["maml"]["inner_lr_shape"]
+
+    old = load_prior(_rewrite(saved, tmp_path, meta=downgrade))
+    assert old.maml.inner_lr_shape == "tensor"
+    configs = [{"a": 0.1, "b": 0.9}]
+    observed = [({"a": 0.5, "b": 0.5}, 0.2), ({"a": 0.2, "b": 0.6}, 0.05)]
+    np.testing.assert_allclose(
+        old.predict(configs, observed).mean, bowl_prior.predict(configs, observed).mean, rtol=1e-6
+    )
+
+
+def test_step_sizes_of_the_wrong_shape_for_inner_lr_shape(saved, tmp_path):
+    def claim_element(m):
+        m["maml"]["inner_lr_shape"] = "element"
+
+    _expect_error(
+        _rewrite(saved, tmp_path, meta=claim_element),
+        "'log_lr.net.0.weight' has shape (3,), but maml.inner_lr_shape 'element' implies",
+    )
+
+    def unknown(m):
+        m["maml"]["inner_lr_shape"] = "row"
+
+    _expect_error(_rewrite(saved, tmp_path, meta=unknown), "inner_lr_shape must be one of")
+
+
+def test_a_cavia_prior_round_trips_and_its_shapes_are_checked(tmp_path):
+    from tests.prior.conftest import SMALL_MODEL, bowl_family
+    from tuner.prior import MAMLConfig, meta_train
+
+    maml = MAMLConfig(max_steps=20, val_every=10, meta_batch=4, context=3)
+    prior = meta_train(bowl_family(6, 30, seed=5), model=SMALL_MODEL, maml=maml, seed=0)
+    saved = save_prior(prior, tmp_path / "cavia.safetensors")
+    loaded = load_prior(saved)
+    assert loaded.maml.context == 3 and set(loaded.log_lrs) == {"context"}
+    configs = [{"a": 0.1, "b": 0.9}, {"a": 0.3, "b": 0.7}]
+    observed = [({"a": 0.5, "b": 0.5}, 0.2), ({"a": 0.2, "b": 0.6}, 0.05)]
+    np.testing.assert_allclose(
+        loaded.predict(configs, observed).mean, prior.predict(configs, observed).mean, rtol=1e-6
+    )
+    out = tmp_path / "edited"
+    out.mkdir()
+    # a file whose settings say another context size: the first layer does not fit
+    wider = _rewrite(saved, out, meta=lambda m: m["maml"].update(context=4))
+    _expect_error(wider, "'params.net.0.weight' has shape (3, 32, 5), but the metadata implies")
+    # per-element context step sizes claimed, per-member ones stored
+    element = _rewrite(saved, out, meta=lambda m: m["maml"].update(inner_lr_shape="element"))
+    _expect_error(element, "'log_lr.context' has shape (3,), but maml.inner_lr_shape")

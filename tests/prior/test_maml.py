@@ -135,15 +135,18 @@ def test_no_maml_ablation_trains_plain_regression():
     assert pred.mean.shape == (1,) and np.isfinite(pred.std).all()
 
 
-def test_numpy_inference_path_matches_torch():
+@pytest.mark.parametrize("lr_shape", ["tensor", "element"])
+def test_numpy_inference_path_matches_torch(lr_shape):
     from tuner.prior._fast import FastEnsemble
-    from tuner.prior._maml import predict
+    from tuner.prior._maml import inner_lr_shape, predict
 
     gen = torch.Generator().manual_seed(0)
     base, params = init_ensemble(7, 16, 3, 4, gen)
-    lrs = {
-        k: torch.full((4,), math.log(0.05)) + 0.1 * torch.randn(4, generator=gen) for k in params
-    }
+    maml = MAMLConfig(inner_lr_shape=lr_shape)
+    lrs = {}
+    for k, v in params.items():
+        shape = inner_lr_shape(v.shape, maml)
+        lrs[k] = math.log(0.05) + 0.5 * torch.randn(shape, generator=gen)
     fast = FastEnsemble.from_torch(params, lrs)
     rng = np.random.default_rng(0)
     for n in (0, 1, 17):
@@ -159,6 +162,89 @@ def test_numpy_inference_path_matches_torch():
         ).numpy()
         got = fast.adapt(xo, to, 3).predict(xc)
         np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_meta_sgd_learns_a_step_size_per_weight():
+    ds = bowl_family(8, 40, seed=3)
+    maml = MAMLConfig(max_steps=60, val_every=20, meta_batch=4, inner_lr_shape="element")
+    prior = meta_train(ds, model=SMALL_MODEL, maml=maml, seed=0)
+    for name, p in prior.params.items():
+        assert prior.log_lrs[name].shape == p.shape
+    # the step sizes of one tensor and member moved apart: they are learned one by one
+    first = prior.log_lrs["net.0.weight"][0]
+    assert float(first.max() - first.min()) > 1e-3
+    # the prior adapts with them: observations move its predictions
+    x = [{"a": 0.3, "b": 0.7}, {"a": 0.9, "b": 0.1}]
+    observed = [({"a": 0.9, "b": 0.1}, 0.0), ({"a": 0.3, "b": 0.7}, 1.0)]
+    assert not np.allclose(prior.predict(x).mean, prior.predict(x, observed).mean)
+
+
+def test_meta_sgd_and_per_tensor_step_sizes_give_the_same_first_step_at_init():
+    """At the initial step size, one per element or one per tensor is the same update."""
+    from tuner.prior._maml import adapt_members, inner_lr_shape
+
+    gen = torch.Generator().manual_seed(1)
+    base, params = init_ensemble(3, 8, 2, 2, gen)
+    x, t = torch.rand(9, 3, generator=gen), torch.randn(9, generator=gen)
+    out = []
+    for lr_shape in ("tensor", "element"):
+        maml = MAMLConfig(inner_lr_shape=lr_shape)
+        lrs = {k: torch.full(inner_lr_shape(v.shape, maml), -2.0) for k, v in params.items()}
+        out.append(adapt_members(params, lrs, base, x, t, 2))
+    for k in params:
+        torch.testing.assert_close(out[0][k], out[1][k])
+
+
+@pytest.mark.parametrize("lr_shape", ["tensor", "element"])
+def test_numpy_inference_path_matches_torch_with_a_cavia_context(lr_shape):
+    from tuner.prior._fast import FastEnsemble
+    from tuner.prior._maml import CONTEXT, inner_lr_shape, predict
+
+    gen = torch.Generator().manual_seed(2)
+    base, params = init_ensemble(7 + 3, 16, 2, 4, gen)  # 7 inputs, a context of 3
+    shape = inner_lr_shape((4, 3), MAMLConfig(inner_lr_shape=lr_shape))
+    lrs = {CONTEXT: 0.5 * torch.randn(shape, generator=gen)}
+    fast = FastEnsemble.from_torch(params, lrs, context=3)
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 17):
+        xo, to, xc = rng.random((n, 7)), rng.standard_normal(n), rng.random((50, 7))
+        as_t = [torch.tensor(v, dtype=torch.float32) for v in (xo, to, xc)]
+        ref = predict(params, lrs, base, *as_t, 3).numpy()
+        adapted = fast.adapt(xo, to, 3)
+        np.testing.assert_allclose(adapted.predict(xc), ref, atol=1e-4)
+        # only the context moved: the first layer's bias, nothing else
+        kept = [*zip(adapted.weights, fast.weights, strict=True)]
+        kept += zip(adapted.biases[1:], fast.biases[1:], strict=True)
+        assert all(np.array_equal(a, b) for a, b in kept)
+        assert n == 0 or not np.allclose(adapted.biases[0], fast.biases[0])
+
+
+def test_cavia_adapts_only_its_context_and_learns_its_step_size():
+    from tuner.prior._maml import CONTEXT
+
+    ds = bowl_family(8, 40, seed=3)
+    maml = MAMLConfig(max_steps=60, val_every=20, meta_batch=4, context=2)
+    prior = meta_train(ds, model=SMALL_MODEL, maml=maml, seed=0)
+    assert set(prior.log_lrs) == {CONTEXT}
+    assert prior.params["net.0.weight"].shape[-1] == 2 + 2  # config + context columns
+    assert float((prior.log_lrs[CONTEXT] - math.log(1.0)).abs().max()) > 1e-3
+    x = [{"a": 0.3, "b": 0.7}, {"a": 0.9, "b": 0.1}]
+    observed = [({"a": 0.9, "b": 0.1}, 0.0), ({"a": 0.3, "b": 0.7}, 1.0)]
+    assert not np.allclose(prior.predict(x).mean, prior.predict(x, observed).mean)
+
+
+def test_a_context_without_inner_steps_is_refused():
+    from tuner._errors import MttuneError
+
+    with pytest.raises(MttuneError, match=r"context \(CAVIA\) needs inner_steps >= 1"):
+        MAMLConfig(context=4, inner_steps=0)
+
+
+def test_an_unknown_inner_lr_shape_is_refused():
+    from tuner._errors import MttuneError
+
+    with pytest.raises(MttuneError, match=r"inner_lr_shape must be one of tensor, element"):
+        MAMLConfig(inner_lr_shape="row")
 
 
 @pytest.mark.parametrize(("dim", "hidden", "layers"), [(3, 5, 1), (12, 64, 2), (7, 3, 4)])

@@ -15,6 +15,7 @@ from tuner._errors import MttuneError
 from tuner.cli._console import make_console
 from tuner.cli._main import seed_arg
 from tuner.prior import MAMLConfig, ModelConfig  # plain settings: no torch
+from tuner.prior._config import INNER_LR_SHAPES
 
 if TYPE_CHECKING:  # imported when the command runs: --help and usage errors answer at once
     from tuner.prior import MetaPrior
@@ -78,6 +79,33 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         help=f"inner-loop steps (default {MAMLConfig.inner_steps}; 0 = no MAML)",
     )
     p.add_argument("--first-order", action="store_true", help="first-order MAML")
+    p.add_argument(
+        "--inner-lr-shape",
+        choices=INNER_LR_SHAPES,
+        default=MAMLConfig.inner_lr_shape,
+        help="learned inner step sizes: one per parameter tensor, or one per weight "
+        f"(element: Meta-SGD) (default {MAMLConfig.inner_lr_shape})",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=MAMLConfig.context,
+        help="CAVIA: a context vector of this size is all the inner loop adapts "
+        f"(default {MAMLConfig.context}: the inner loop adapts every weight)",
+    )
+    p.add_argument(
+        "--max-support",
+        type=int,
+        default=MAMLConfig.max_support,
+        help="largest support set of a meta-training episode (default "
+        f"{MAMLConfig.max_support}; below --points)",
+    )
+    p.add_argument(
+        "--points",
+        type=int,
+        default=MAMLConfig.points,
+        help=f"trials per meta-training episode, support + query (default {MAMLConfig.points})",
+    )
     p.add_argument(
         "--ensemble",
         type=int,
@@ -185,6 +213,9 @@ _FLAGS = {
     "ensemble": "--ensemble",
     "max_steps": "--max-steps",
     "inner_steps": "--inner-steps",
+    "max_support": "--max-support",
+    "context": "--context",
+    "points": "--points",
 }
 
 
@@ -195,7 +226,13 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
     try:
         model = ModelConfig(hidden=args.hidden, ensemble=args.ensemble)
         maml = MAMLConfig(
-            max_steps=args.max_steps, inner_steps=args.inner_steps, first_order=args.first_order
+            max_steps=args.max_steps,
+            inner_steps=args.inner_steps,
+            first_order=args.first_order,
+            inner_lr_shape=args.inner_lr_shape,
+            max_support=args.max_support,
+            context=args.context,
+            points=args.points,
         )
     except MttuneError as e:
         field, _, rest = str(e).partition(" ")
@@ -254,7 +291,10 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
     console.print(
         f"ensemble of {prior.model.ensemble} MLPs ({prior.model.layers}x{prior.model.hidden}), "
         f"MAML {'first' if prior.maml.first_order else 'second'}-order, "
-        f"{prior.maml.inner_steps} inner steps; trained {training.get('steps', '?')} steps "
+        f"{prior.maml.inner_steps} inner steps"
+        + (" (Meta-SGD step sizes)" if prior.maml.inner_lr_shape == "element" else "")
+        + (f" (CAVIA context of {prior.maml.context})" if prior.maml.context else "")
+        + f"; trained {training.get('steps', '?')} steps "
         f"(best {training.get('best_step', '?')})"
         + (f" in {training['seconds']} s" if "seconds" in training else "")
         + " on "

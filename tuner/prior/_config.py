@@ -7,7 +7,10 @@ from typing import Any
 
 from tuner._errors import MttuneError
 
-__all__ = ["MAMLConfig", "ModelConfig"]
+__all__ = ["INNER_LR_SHAPES", "MAMLConfig", "ModelConfig"]
+
+# how the inner learning rates are shaped: one per parameter tensor, or one per element
+INNER_LR_SHAPES = ("tensor", "element")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,14 @@ class MAMLConfig:
         inner_steps: Gradient steps of the inner loop (adaptation to a task's support trials).
             ``0`` trains a plain multi-task regression (the ablation without MAML).
         inner_lr: Initial inner learning rate (learned per layer when ``learn_inner_lr``).
-        learn_inner_lr: Meta-learn one log learning rate per parameter tensor (Meta-SGD lite).
+        learn_inner_lr: Meta-learn the inner log learning rates (shaped by ``inner_lr_shape``).
+        inner_lr_shape: ``"tensor"``: one inner learning rate per parameter tensor (per
+            member); ``"element"``: one per weight (Meta-SGD, Li et al. 2017), which lets
+            the inner loop move only what transfers. Files without it are ``"tensor"``.
+        context: CAVIA (Zintgraf et al. 2019): the size of a context vector fed to the
+            network beside the config, set to 0 for each task and the only thing the inner
+            loop adapts (its step size learned, from 1); the weights are learned by the outer
+            loop only. ``0`` (files without it): the inner loop adapts every weight.
         first_order: Drop second-order terms (first-order MAML): faster, usually a bit worse.
         outer_lr: Adam learning rate of the meta-parameters.
         meta_batch: Tasks per outer step.
@@ -59,6 +69,8 @@ class MAMLConfig:
     inner_steps: int = 3
     inner_lr: float = 0.05
     learn_inner_lr: bool = True
+    inner_lr_shape: str = "tensor"
+    context: int = 0
     first_order: bool = False
     outer_lr: float = 5e-3
     meta_batch: int = 8
@@ -74,6 +86,17 @@ class MAMLConfig:
     def __post_init__(self) -> None:
         _check(0 <= self.inner_steps <= 50, "inner_steps must be in 0..50", self.inner_steps)
         _check(self.inner_lr > 0, "inner_lr must be > 0", self.inner_lr)
+        _check(
+            self.inner_lr_shape in INNER_LR_SHAPES,
+            f"inner_lr_shape must be one of {', '.join(INNER_LR_SHAPES)}",
+            self.inner_lr_shape,
+        )
+        _check(0 <= self.context <= 64, "context must be in 0..64", self.context)
+        _check(
+            self.context == 0 or self.inner_steps >= 1,
+            "context (CAVIA) needs inner_steps >= 1: the inner loop is what fits it",
+            self.inner_steps,
+        )
         _check(self.outer_lr > 0, "outer_lr must be > 0", self.outer_lr)
         _check(self.meta_batch >= 1, "meta_batch must be >= 1", self.meta_batch)
         _check(self.points >= 2, "points must be >= 2", self.points)

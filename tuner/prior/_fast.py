@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from tuner.prior._maml import CONTEXT
+
 __all__ = ["FastEnsemble"]
 
 _DTYPE = np.float32  # as the torch weights; float64 would double the cost for nothing
@@ -24,34 +26,62 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def _step_sizes(log_lr: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """``exp(log_lr)`` shaped to broadcast against a stacked parameter of ``shape``."""
+    lr = np.exp(log_lr.numpy()).astype(_DTYPE)
+    if lr.shape == shape:  # one per element
+        return lr
+    return lr.reshape(lr.shape + (1,) * (len(shape) - lr.ndim))  # one per member
+
+
 @dataclasses.dataclass
 class FastEnsemble:
-    """Stacked layers ``W (M, out, in)``, ``b (M, out)`` with per-tensor inner learning rates.
+    """Stacked layers ``W (M, out, in)``, ``b (M, out)`` with their inner learning rates.
 
     Attributes:
-        weights: Per layer, ``(M, out, in)``.
-        biases: Per layer, ``(M, out)``.
-        lr_w: Per layer, ``(M,)`` inner learning rate of the weight.
-        lr_b: Per layer, ``(M,)`` inner learning rate of the bias.
+        weights: Per layer, ``(M, out, in)``; the first layer's columns of the config only.
+        biases: Per layer, ``(M, out)``; the first layer's with the context folded in.
+        lr_w: Per layer, the inner learning rate of the weight: ``(M, 1, 1)`` (one per
+            tensor) or ``(M, out, in)`` (one per element, Meta-SGD); empty with a context.
+        lr_b: Per layer, that of the bias: ``(M, 1)`` or ``(M, out)``; empty with a context.
+        ctx_w: CAVIA: the first layer's columns of the context ``(M, hidden, c)``, else None.
+        lr_ctx: CAVIA: the context's step size, ``(M, 1)`` or ``(M, c)``.
+        base_bias: CAVIA: the first layer's bias at context 0 (the adapted one is
+            ``base_bias + ctx_w @ context``).
     """
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     lr_w: list[np.ndarray]
     lr_b: list[np.ndarray]
+    ctx_w: np.ndarray | None = None
+    lr_ctx: np.ndarray | None = None
+    base_bias: np.ndarray | None = None
 
     @classmethod
     def from_torch(
-        cls, params: Mapping[str, torch.Tensor], log_lrs: Mapping[str, torch.Tensor]
+        cls,
+        params: Mapping[str, torch.Tensor],
+        log_lrs: Mapping[str, torch.Tensor],
+        *,
+        context: int = 0,
     ) -> FastEnsemble:
-        """Convert the stacked ``net.<i>.weight`` / ``net.<i>.bias`` parameters."""
+        """Convert the stacked ``net.<i>.weight`` / ``net.<i>.bias`` parameters.
+
+        With ``context > 0`` (CAVIA) the last ``context`` input columns of the first layer
+        are the context's, and ``log_lrs`` holds only the context's step size.
+        """
         layer_ids = sorted({int(k.split(".")[1]) for k in params})
-        w, b, lw, lb = [], [], [], []
-        for i in layer_ids:
-            w.append(params[f"net.{i}.weight"].numpy().astype(_DTYPE))
-            b.append(params[f"net.{i}.bias"].numpy().astype(_DTYPE))
-            lw.append(np.exp(log_lrs[f"net.{i}.weight"].numpy()).astype(_DTYPE))
-            lb.append(np.exp(log_lrs[f"net.{i}.bias"].numpy()).astype(_DTYPE))
+        w = [params[f"net.{i}.weight"].numpy().astype(_DTYPE) for i in layer_ids]
+        b = [params[f"net.{i}.bias"].numpy().astype(_DTYPE) for i in layer_ids]
+        if context:
+            ctx_w = w[0][:, :, -context:].copy()
+            w[0] = w[0][:, :, :-context].copy()
+            lr_ctx = _step_sizes(log_lrs[CONTEXT], ctx_w.shape[::2])
+            return cls(w, b, [], [], ctx_w, lr_ctx, b[0])
+        pairs = list(zip(layer_ids, w, b, strict=True))
+        lw = [_step_sizes(log_lrs[f"net.{i}.weight"], wi.shape) for i, wi, _ in pairs]
+        lb = [_step_sizes(log_lrs[f"net.{i}.bias"], bi.shape) for i, _, bi in pairs]
         return cls(w, b, lw, lb)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list, list[np.ndarray]]:
@@ -80,32 +110,62 @@ class FastEnsemble:
         return self.forward(np.asarray(x, dtype=_DTYPE))[0].astype(np.float64)
 
     def adapt(self, x: np.ndarray, t: np.ndarray, steps: int) -> FastEnsemble:
-        """``steps`` of gradient descent on the mean squared error (first-order MAML)."""
+        """``steps`` of gradient descent on the mean squared error (first-order MAML).
+
+        With a context (CAVIA) only the context moves, from 0.
+        """
         x = np.asarray(x, dtype=_DTYPE)
         t = np.asarray(t, dtype=_DTYPE)
         if len(x) == 0 or steps == 0:
             return self
-        w = [v.copy() for v in self.weights]
-        b = [v.copy() for v in self.biases]
-        cur = FastEnsemble(w, b, self.lr_w, self.lr_b)
-        n = len(x)
+        if self.ctx_w is not None:
+            return self._adapt_context(x, t, steps)
+        cur = self
         for _ in range(steps):
-            out, pre, acts = cur.forward(x)
-            grad = 2.0 * (out - t[None, :]) / n  # (M, n)
-            delta = grad[..., None]  # (M, n, 1) gradient w.r.t. the last pre-activation
-            for i in range(len(w) - 1, -1, -1):
-                a_prev = acts[i]
-                if a_prev.ndim == 2:
-                    m, _, o = delta.shape
-                    flat = delta.transpose(0, 2, 1).reshape(m * o, -1)
-                    gw = (flat @ a_prev).reshape(m, o, -1)
-                else:
-                    gw = np.swapaxes(delta, 1, 2) @ a_prev
-                gb = delta.sum(axis=1)
-                if i > 0:
-                    da = delta @ w[i]  # (M, n, in)
-                    z, s = pre[i - 1]
-                    delta = da * (s * (1.0 + z * (1.0 - s)))
-                w[i] = w[i] - self.lr_w[i][:, None, None] * gw
-                b[i] = b[i] - self.lr_b[i][:, None] * gb
+            gw, gb = cur._gradients(x, t)
+            w = [v - lr * g for v, lr, g in zip(cur.weights, self.lr_w, gw, strict=True)]
+            b = [v - lr * g for v, lr, g in zip(cur.biases, self.lr_b, gb, strict=True)]
+            cur = FastEnsemble(w, b, self.lr_w, self.lr_b)
         return cur
+
+    def _adapt_context(self, x: np.ndarray, t: np.ndarray, steps: int) -> FastEnsemble:
+        """CAVIA: the context ``(M, c)`` by gradient descent, folded into the first bias."""
+        assert self.ctx_w is not None and self.lr_ctx is not None
+        context = np.zeros(self.ctx_w.shape[::2], dtype=_DTYPE)
+        cur = self._at_context(context)
+        for _ in range(steps):
+            _, gb = cur._gradients(x, t)
+            # d loss / d context = ctx_w^T (d loss / d first pre-activation, summed)
+            context = context - self.lr_ctx * np.einsum("mh,mhc->mc", gb[0], self.ctx_w)
+            cur = self._at_context(context)
+        return cur
+
+    def _at_context(self, context: np.ndarray) -> FastEnsemble:
+        assert self.ctx_w is not None and self.base_bias is not None
+        first = self.base_bias + np.einsum("mhc,mc->mh", self.ctx_w, context)
+        biases = [first, *self.biases[1:]]
+        return dataclasses.replace(self, biases=biases)
+
+    def _gradients(
+        self, x: np.ndarray, t: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per layer, the gradients of the mean squared error w.r.t. ``W`` and ``b``."""
+        out, pre, acts = self.forward(x)
+        delta = (2.0 * (out - t[None, :]) / len(x))[..., None]  # (M, n, 1): last pre-act.
+        n_layers = len(self.weights)
+        gws: list[np.ndarray] = [np.empty(0)] * n_layers
+        gbs: list[np.ndarray] = [np.empty(0)] * n_layers
+        for i in range(n_layers - 1, -1, -1):
+            a_prev = acts[i]
+            if a_prev.ndim == 2:
+                m, _, o = delta.shape
+                flat = delta.transpose(0, 2, 1).reshape(m * o, -1)
+                gws[i] = (flat @ a_prev).reshape(m, o, -1)
+            else:
+                gws[i] = np.swapaxes(delta, 1, 2) @ a_prev
+            gbs[i] = delta.sum(axis=1)
+            if i > 0:
+                da = delta @ self.weights[i]  # (M, n, in)
+                z, s = pre[i - 1]
+                delta = da * (s * (1.0 + z * (1.0 - s)))
+        return gws, gbs

@@ -8,6 +8,11 @@ Layout::
                                     splits, validation metrics, calibration check, ...
     params.<name>                   float32 (M, ...)  stacked ensemble weights
     log_lr.<name>                   float32 (M,)      inner-loop log learning rates
+                                    or (M, ...) as params.<name> with maml
+                                    inner_lr_shape "element" (files without that
+                                    key are "tensor"); with maml context c > 0
+                                    (CAVIA) only log_lr.context, (M,) or (M, c),
+                                    and params.net.0.weight has D + c columns
     portfolio                       float32 (P, D)    the sources' best configs, in the
                                                       prior's coordinates
 
@@ -39,7 +44,7 @@ from safetensors.torch import save
 from tuner._errors import MttuneError
 from tuner.prior._builtin import builtin_names, builtin_path
 from tuner.prior._config import MAMLConfig, ModelConfig
-from tuner.prior._maml import surrogate_shapes
+from tuner.prior._maml import CONTEXT, inner_lr_shape, surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import FeatureSpace, SearchSpace, SpaceError
 
@@ -253,14 +258,20 @@ def _build(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> MetaPrior
     # shapes from the settings, checked against the tensors before anything is allocated
     expected_shapes = {
         name: (model.ensemble, *shape)
-        for name, shape in surrogate_shapes(dim, model.hidden, model.layers).items()
+        for name, shape in surrogate_shapes(dim + maml.context, model.hidden, model.layers).items()
     }
-    params, log_lrs = {}, {}
-    for name, shape in expected_shapes.items():
-        params[name] = _tensor(tensors, f"params.{name}", shape, path)
-        log_lrs[name] = _tensor(tensors, f"log_lr.{name}", (model.ensemble,), path)
+    params = {
+        name: _tensor(tensors, f"params.{name}", shape, path)
+        for name, shape in expected_shapes.items()
+    }
+    if maml.context:  # CAVIA: the context's step size only
+        expected_shapes = {CONTEXT: (model.ensemble, maml.context)}
+    log_lrs = {
+        name: _log_lr(tensors, name, inner_lr_shape(shape, maml), maml, path)
+        for name, shape in expected_shapes.items()
+    }
     portfolio = _portfolio(tensors, dim, path)
-    extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in params}
+    extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in log_lrs}
     extra.discard("portfolio")
     if extra:
         raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
@@ -445,6 +456,26 @@ def _tensor(
     if not torch.isfinite(t).all():
         raise PriorFileError(f"{path}: tensor '{key}' holds NaN or inf.")
     return t
+
+
+def _log_lr(
+    tensors: dict[str, torch.Tensor],
+    name: str,
+    shape: tuple[int, ...],
+    maml: MAMLConfig,
+    path: Path,
+) -> torch.Tensor:
+    """The inner log learning rates of ``name``, shaped as ``maml.inner_lr_shape`` says."""
+    key = f"log_lr.{name}"
+    t = tensors.get(key)
+    if t is not None and tuple(t.shape) != shape:
+        raise PriorFileError(
+            f"{path}: tensor '{key}' has shape {tuple(t.shape)}, but maml.inner_lr_shape "
+            f"{maml.inner_lr_shape!r} implies {shape} (one step size per "
+            f"{'element' if maml.inner_lr_shape == 'element' else 'tensor and member'}"
+            f"{', of the CAVIA context' if maml.context else ''})."
+        )
+    return _tensor(tensors, key, shape, path)
 
 
 def _finite(t: torch.Tensor, key: str, path: Path) -> np.ndarray:

@@ -18,26 +18,33 @@ Target units
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from tuner.metadataset import relative_to_support
+from tuner.prior._config import MAMLConfig
 
 __all__ = [
+    "CONTEXT",
     "Surrogate",
     "adapt",
+    "adapt_context",
+    "adapt_contexts",
     "adapt_members",
     "forward_members",
     "init_ensemble",
+    "inner_lr_shape",
     "masked_mse",
     "predict",
     "surrogate_shapes",
 ]
 
 Params = dict[str, torch.Tensor]
+# the key of the CAVIA context's log step size among the inner log learning rates
+CONTEXT = "context"
 
 
 class Surrogate(nn.Module):
@@ -70,6 +77,17 @@ def surrogate_shapes(dim: int, hidden: int, layers: int) -> dict[str, tuple[int,
     return shapes
 
 
+def inner_lr_shape(param_shape: Sequence[int], maml: MAMLConfig) -> tuple[int, ...]:
+    """Shape of the inner log learning rates of a stacked parameter ``(M, ...)``.
+
+    ``(M,)`` with ``inner_lr_shape="tensor"``, the parameter's own shape with ``"element"``
+    (Meta-SGD); either broadcasts against one member's gradient in :func:`adapt`.
+    """
+    if maml.inner_lr_shape == "element":
+        return tuple(param_shape)
+    return (param_shape[0],)
+
+
 def init_ensemble(
     dim: int, hidden: int, layers: int, members: int, generator: torch.Generator
 ) -> tuple[Surrogate, Params]:
@@ -90,16 +108,59 @@ def init_ensemble(
     return base, {k: v.detach().clone() for k, v in params.items()}
 
 
-def _forward(base: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor):
+def _forward(
+    base: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    context: torch.Tensor | None = None,
+):
+    if context is not None:  # CAVIA: the same context vector beside every config
+        x = torch.cat([x, context.expand(*x.shape[:-1], context.shape[-1])], dim=-1)
     return functional_call(base, dict(params), (x,))
 
 
 def masked_mse(
-    params: Params, base: nn.Module, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
+    params: Params,
+    base: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    mask: torch.Tensor,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared error over the points where ``mask`` is 1 (0 when the mask is empty)."""
-    err = (_forward(base, params, x) - t) ** 2
+    err = (_forward(base, params, x, context) - t) ** 2
     return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _context_mse(context, params, base, x, t, mask) -> torch.Tensor:
+    return masked_mse(params, base, x, t, mask, context)
+
+
+def adapt_context(
+    params: Params,
+    log_lr: torch.Tensor,
+    base: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int,
+    *,
+    first_order: bool = False,
+) -> torch.Tensor:
+    """CAVIA's inner loop: the context vector fitted to the support points (one member/task).
+
+    ``steps`` of gradient descent on the context alone, from 0; the weights stay as they
+    are (they are learned by the outer loop through it). Returns the context ``(c,)``.
+    """
+    width = params["net.0.weight"].shape[-1] - x.shape[-1]
+    context = torch.zeros(width, dtype=x.dtype, device=x.device)
+    context_grad = grad(_context_mse)
+    for _ in range(steps):
+        g = context_grad(context, params, base, x, t, mask)
+        if first_order:
+            g = g.detach()
+        context = context - torch.exp(log_lr) * g
+    return context
 
 
 def adapt(
@@ -115,8 +176,9 @@ def adapt(
 ) -> Params:
     """``steps`` of gradient descent on the support points (one member, one task).
 
-    Differentiable w.r.t. ``params`` and ``log_lrs`` (second-order MAML) unless
-    ``first_order``.
+    ``log_lrs[k]`` is a scalar (one step size per tensor) or has the shape of
+    ``params[k]`` (Meta-SGD: one per element). Differentiable w.r.t. ``params`` and
+    ``log_lrs`` (second-order MAML) unless ``first_order``.
     """
     loss_grad = grad(masked_mse)
     for _ in range(steps):
@@ -140,6 +202,11 @@ def task_query_loss(
 ) -> torch.Tensor:
     """Adapt on the support points, return the MSE on the query points (one member/task)."""
     t = relative_to_support(z, support)
+    if CONTEXT in log_lrs:
+        ctx = adapt_context(
+            params, log_lrs[CONTEXT], base, x, t, support, steps, first_order=first_order
+        )
+        return masked_mse(params, base, x, t, query, ctx)
     adapted = adapt(params, log_lrs, base, x, t, support, steps, first_order=first_order)
     return masked_mse(adapted, base, x, t, query)
 
@@ -192,9 +259,33 @@ def adapt_members(
     return vmap(one, in_dims=(0, 0))(params, log_lrs)
 
 
-def forward_members(params: Params, base: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Every member's prediction for ``x``: ``(M, n)``."""
-    return vmap(lambda p: _forward(base, p, x))(params)
+def adapt_contexts(
+    params: Params,
+    log_lr: torch.Tensor,
+    base: nn.Module,
+    x_obs: torch.Tensor,
+    t_obs: torch.Tensor,
+    steps: int,
+) -> torch.Tensor:
+    """Every member's CAVIA context ``(M, c)`` fitted to the observations, first-order."""
+    members, width = params["net.0.weight"].shape[0], params["net.0.weight"].shape[-1]
+    if x_obs.shape[0] == 0 or steps == 0:
+        return torch.zeros(members, width - x_obs.shape[-1], dtype=x_obs.dtype)
+    mask = torch.ones(x_obs.shape[0], dtype=x_obs.dtype, device=x_obs.device)
+
+    def one(p, lr):
+        return adapt_context(p, lr, base, x_obs, t_obs, mask, steps, first_order=True)
+
+    return vmap(one, in_dims=(0, 0))(params, log_lr)
+
+
+def forward_members(
+    params: Params, base: nn.Module, x: torch.Tensor, contexts: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Every member's prediction for ``x`` (with its CAVIA context, if any): ``(M, n)``."""
+    if contexts is None:
+        return vmap(lambda p: _forward(base, p, x))(params)
+    return vmap(lambda p, c: _forward(base, p, x, c))(params, contexts)
 
 
 def predict(
@@ -206,6 +297,12 @@ def predict(
     x_new: torch.Tensor,
     steps: int,
 ) -> torch.Tensor:
-    """Adapt every member to ``(x_obs, t_obs)`` and predict ``x_new``: returns ``(M, n_new)``."""
+    """Adapt every member to ``(x_obs, t_obs)`` and predict ``x_new``: returns ``(M, n_new)``.
+
+    With a ``"context"`` entry in ``log_lrs`` (CAVIA) only the members' contexts adapt.
+    """
+    if CONTEXT in log_lrs:
+        contexts = adapt_contexts(params, log_lrs[CONTEXT], base, x_obs, t_obs, steps)
+        return forward_members(params, base, x_new, contexts)
     adapted = adapt_members(params, log_lrs, base, x_obs, t_obs, steps)
     return forward_members(adapted, base, x_new)

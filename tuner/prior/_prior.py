@@ -85,7 +85,9 @@ class MetaPrior:
         model: Network settings.
         maml: MAML settings used to train it.
         params: Ensemble parameters stacked along a leading member axis.
-        log_lrs: Inner-loop log learning rates per parameter tensor, per member.
+        log_lrs: Inner-loop log learning rates, per member: ``(M,)`` per parameter tensor,
+            or the parameter's shape with ``maml.inner_lr_shape == "element"``;
+            with ``maml.context`` (CAVIA) only the context's, under ``"context"``.
         calibration: Predictive-variance calibration.
         portfolio: The source studies' best configs in the prior's coordinates ``(P, D)``.
         info: Provenance and validation metrics (JSON-serialisable).
@@ -121,7 +123,7 @@ class MetaPrior:
             portfolio_configs = self.encoder.decode_many(self.portfolio)
         self.portfolio_configs = [dict(c) for c in portfolio_configs]
         self.info = dict(info or {})
-        self._fast = FastEnsemble.from_torch(self.params, self.log_lrs)
+        self._fast = FastEnsemble.from_torch(self.params, self.log_lrs, context=self.maml.context)
 
     # ------------------------------------------------------------------ prediction
     def adapt(
@@ -211,7 +213,7 @@ class MetaPrior:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._fast = FastEnsemble.from_torch(self.params, self.log_lrs)
+        self._fast = FastEnsemble.from_torch(self.params, self.log_lrs, context=self.maml.context)
 
     @property
     def n_members(self) -> int:

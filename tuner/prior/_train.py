@@ -18,7 +18,7 @@ from tuner.metadataset import MetaDataset, relative_to_support
 from tuner.prior._assess import cross_fit, fold_losses, split_tasks
 from tuner.prior._config import MAMLConfig, ModelConfig
 from tuner.prior._fast import FastEnsemble
-from tuner.prior._maml import batched_query_loss, init_ensemble
+from tuner.prior._maml import CONTEXT, batched_query_loss, init_ensemble, inner_lr_shape
 from tuner.prior._prior import Calibration, MetaPrior
 
 __all__ = [
@@ -35,6 +35,8 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 # Support sizes of the fixed validation episodes (capped by each task's size).
 VAL_SHOTS = (0, 1, 3, 5, 10, 20)
 PORTFOLIO_PER_TASK = 3
+# CAVIA's initial context step size (Zintgraf et al. use 1.0); learned, at most 10 times it
+CONTEXT_LR = 1.0
 
 
 @dataclasses.dataclass
@@ -159,16 +161,21 @@ class _Learner:
         dev: torch.device,
     ) -> _Learner:
         """A freshly initialised ensemble (seeded by ``gen``) and Adam over it."""
-        base, params = init_ensemble(dim, model.hidden, model.layers, model.ensemble, gen)
+        inputs = dim + maml.context
+        base, params = init_ensemble(inputs, model.hidden, model.layers, model.ensemble, gen)
         params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
+        if maml.context:  # CAVIA: one step size (or one per coordinate) for the context
+            shapes = {CONTEXT: inner_lr_shape((model.ensemble, maml.context), maml)}
+        else:
+            shapes = {k: inner_lr_shape(v.shape, maml) for k, v in params.items()}
         log_lrs = {
             k: torch.full(
-                (model.ensemble,),
-                math.log(maml.inner_lr),
+                shape,
+                math.log(CONTEXT_LR if k == CONTEXT else maml.inner_lr),
                 device=dev,
                 requires_grad=maml.learn_inner_lr,
             )
-            for k in params
+            for k, shape in shapes.items()
         }
         trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
         opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
@@ -195,8 +202,8 @@ class _Learner:
         torch.nn.utils.clip_grad_norm_(self.trainable, 10.0)
         self.opt.step()
         with torch.no_grad():
-            for v in self.log_lrs.values():
-                v.clamp_(math.log(1e-4), math.log(1.0))
+            for k, v in self.log_lrs.items():
+                v.clamp_(math.log(1e-4), math.log(10.0 * CONTEXT_LR if k == CONTEXT else 1.0))
 
     def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Copies of the parameters and the inner log learning rates."""
@@ -415,6 +422,7 @@ def _val_losses(params, log_lrs, episodes, maml: MAMLConfig) -> list[float]:
     fast = FastEnsemble.from_torch(
         {k: v.detach().cpu() for k, v in params.items()},
         {k: v.detach().cpu() for k, v in log_lrs.items()},
+        context=maml.context,
     )
     losses = []
     for ep in episodes:
