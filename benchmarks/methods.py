@@ -44,6 +44,8 @@ ALL_METHODS = (
     "mttune-support48",
     "mttune-cavia",
     "mttune-nogp",
+    "mttune-model",
+    "mttune-hedge",
     "gp-only",
 )
 SLOW_METHODS = ("gp",)
@@ -388,6 +390,12 @@ def make_method(
             _need(ctx.ablation_priors.get("cavia")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
+        "mttune-model": lambda: MetaPriorSampler(
+            _need(ctx.prior), seed=seed, early_strategy="model"
+        ),
+        "mttune-hedge": lambda: MetaPriorSampler(
+            _need(ctx.prior), seed=seed, early_strategy="hedge"
+        ),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),
         "meta-learn-tpe": lambda: meta_learn_tpe(
             _need_path(ctx.meta_learn_tpe, "--meta-learn-tpe"),

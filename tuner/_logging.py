@@ -14,9 +14,11 @@ it silences Optuna's. Described in ``docs/sampler.md#logging``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
-__all__ = ["get_logger", "get_verbosity", "set_verbosity"]
+__all__ = ["get_logger", "get_verbosity", "quiet", "set_verbosity"]
 
 ROOT = "tuner"
 _own_verbosity: int | None = None
@@ -35,6 +37,22 @@ def set_verbosity(level: int | None) -> None:
     """Set mttune's verbosity (``logging.WARNING``, ...); ``None``: follow Optuna's again."""
     global _own_verbosity
     _own_verbosity = level
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Only errors from mttune and Optuna inside the block (for internal simulations)."""
+    import optuna
+
+    global _own_verbosity
+    own, theirs = _own_verbosity, optuna.logging.get_verbosity()
+    _own_verbosity = logging.ERROR
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        _own_verbosity = own
+        optuna.logging.set_verbosity(theirs)
 
 
 class _VerbosityFilter(logging.Filter):

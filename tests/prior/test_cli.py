@@ -71,6 +71,13 @@ def test_meta_train_then_show(past, capsys):
     assert main(["prior", "show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "learned from 5 studies / 125 trials" in shown and "kendall tau" in shown
+    early = prior.info["early_strategy"]  # measured on the held-out studies, and shown
+    assert set(early["mean_regret"]) == {"model", "hedge"}
+    assert early["choice"] == min(early["mean_regret"], key=early["mean_regret"].get)
+    assert early["studies"] == prior.info["splits"]["held_out"]
+    assert f"first trials: {early['choice']}; " in shown
+    assert f"model {early['mean_regret']['model']:.3f}" in shown
+    assert prior.coverage is not None and prior.coverage.n_studies == 5
     assert main(["prior", "show", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["space"]["hash"] == load_space(space_file).hash

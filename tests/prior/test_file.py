@@ -168,6 +168,11 @@ def test_huge_settings_in_the_header_are_refused_before_any_allocation(saved, tm
         ),
         (lambda i: i["validation"]["0-shot"].pop("mse"), "'info.validation.0-shot.mse'"),
         (lambda i: i["versions"].update(torch=2), "'info.versions'"),
+        (lambda i: i.update(early_strategy={"choice": "x"}), "'info.early_strategy.choice'"),
+        (
+            lambda i: i.update(early_strategy={"mean_regret": {"model": "low"}}),
+            "'info.early_strategy.mean_regret' must map strategies to numbers",
+        ),
     ],
 )
 def test_tampered_provenance_is_a_clear_error(saved, tmp_path, edit, needle):
@@ -355,3 +360,34 @@ def test_a_cavia_prior_round_trips_and_its_shapes_are_checked(tmp_path):
     # per-element context step sizes claimed, per-member ones stored
     element = _rewrite(saved, out, meta=lambda m: m["maml"].update(inner_lr_shape="element"))
     _expect_error(element, "'log_lr.context' has shape (3,), but maml.inner_lr_shape")
+
+
+def test_the_portfolio_coverage_round_trips_and_old_files_load_without_it(
+    bowl_prior, saved, tmp_path
+):
+    loaded = load_prior(saved)
+    assert bowl_prior.coverage is not None
+    np.testing.assert_allclose(loaded.coverage.values, bowl_prior.coverage.values, rtol=1e-6)
+    np.testing.assert_array_equal(loaded.coverage.owners, bowl_prior.coverage.owners)
+
+    def drop(t):
+        del t["coverage.values"], t["coverage.owners"]
+
+    assert load_prior(_rewrite(saved, tmp_path, tensors=drop)).coverage is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda t: t.pop("coverage.owners"), "come together"),
+        (lambda t: t.update({"coverage.values": t["coverage.values"][:-1]}), "must be ("),
+        (lambda t: t.update({"coverage.owners": t["coverage.owners"] + 1000}), "owners must"),
+        (lambda t: t.update({"coverage.owners": t["coverage.owners"].float()}), "int64"),
+        (
+            lambda t: t.update({"coverage.values": t["coverage.values"] * float("nan")}),
+            "finite float32",
+        ),
+    ],
+)
+def test_tampered_coverage_is_a_clear_error(saved, tmp_path, edit, needle):
+    _expect_error(_rewrite(saved, tmp_path, tensors=edit), needle)

@@ -164,6 +164,7 @@ def handle_meta_train(args: argparse.Namespace) -> int:
     """Run ``mttune meta-train``."""
     from tuner.metadataset import build_metadataset
     from tuner.prior import check_prior_target, meta_train, save_prior
+    from tuner.sampler import decide_early_strategy
     from tuner.space import load_space
 
     console = make_console(stderr=True)
@@ -202,6 +203,7 @@ def handle_meta_train(args: argparse.Namespace) -> int:
                 device=args.device,
                 progress=progress,
             )
+    prior.info["early_strategy"] = decide_early_strategy(prior, dataset)
     path = save_prior(prior, args.output)
     _print_prior(prior, make_console())
     make_console().print(f"wrote {path}")
@@ -320,9 +322,25 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
             )
         console.print(table)
     _print_check(info.get("calibration_check"), console)
+    _print_early(info.get("early_strategy"), console)
     versions = info.get("versions", {})
     if versions:
         console.print("made with " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+def _print_early(record: dict | None, console: Console) -> None:
+    """How the first trials are chosen (``early_strategy="auto"``), and the measurement."""
+    if not record:
+        console.print("first trials: model (not measured for this prior)")
+        return
+    regret = record.get("mean_regret")
+    if not regret:
+        console.print(f"first trials: {record.get('choice')} ({record.get('note')})")
+        return
+    numbers = ", ".join(f"{k} {v:.3f}" for k, v in regret.items())
+    console.print(
+        f"first trials: {record.get('choice')}; {record.get('note')}: {numbers}", markup=False
+    )
 
 
 def _roles(info: dict) -> str:

@@ -7,6 +7,7 @@ from tuner._lazy import lazy_exports
 if TYPE_CHECKING:
     from tuner.prior._builtin import BUILTIN_DIR, builtin_names, builtin_path
     from tuner.prior._config import MAMLConfig, ModelConfig
+    from tuner.prior._coverage import PortfolioCoverage
     from tuner.prior._file import (
         FORMAT,
         PriorFileError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "tuner.prior._builtin": ("BUILTIN_DIR", "builtin_names", "builtin_path"),
     "tuner.prior._config": ("MAMLConfig", "ModelConfig"),
+    "tuner.prior._coverage": ("PortfolioCoverage",),
     "tuner.prior._file": (
         "FORMAT",
         "PriorFileError",
@@ -55,6 +57,7 @@ __all__ = [
     "MAMLConfig",
     "MetaPrior",
     "ModelConfig",
+    "PortfolioCoverage",
     "Prediction",
     "PriorFileError",
     "builtin_names",

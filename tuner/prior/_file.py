@@ -15,6 +15,10 @@ Layout::
                                     and params.net.0.weight has D + c columns
     portfolio                       float32 (P, D)    the sources' best configs, in the
                                                       prior's coordinates
+    coverage.values                 float32 (P, S)    optional: each portfolio config's
+                                                      normalised target on each source
+    coverage.owners                 int64 (P,)        its source study, 0..S-1 (both or
+                                                      neither; files without it load)
 
 Files of format 1 (one search space's unit cube, no features) still load: their features
 are those of their space.
@@ -44,6 +48,7 @@ from safetensors.torch import save
 from tuner._errors import MttuneError
 from tuner.prior._builtin import builtin_names, builtin_path
 from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._coverage import PortfolioCoverage
 from tuner.prior._maml import CONTEXT, inner_lr_shape, surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import FeatureSpace, SearchSpace, SpaceError
@@ -60,6 +65,10 @@ __all__ = [
 FORMAT = "mttune-prior/2"
 _FORMAT_1 = "mttune-prior/1"
 _MAX_FILE_BYTES = 512 * 1024 * 1024
+_COVERAGE_VALUES = "coverage.values"
+_COVERAGE_OWNERS = "coverage.owners"
+# the first-trial strategies a prior may record (tuner.sampler measures them)
+_EARLY_CHOICES = ("model", "hedge")
 
 
 class PriorFileError(MttuneError, ValueError):
@@ -88,6 +97,9 @@ def save_prior(prior: MetaPrior, path: str | os.PathLike[str]) -> Path:
     for name, value in prior.log_lrs.items():
         tensors[f"log_lr.{name}"] = value.contiguous()
     tensors["portfolio"] = torch.as_tensor(prior.portfolio, dtype=torch.float32).contiguous()
+    if prior.coverage is not None:
+        tensors[_COVERAGE_VALUES] = torch.as_tensor(prior.coverage.values, dtype=torch.float32)
+        tensors[_COVERAGE_OWNERS] = torch.as_tensor(prior.coverage.owners, dtype=torch.int64)
     target = check_prior_target(path)
     # written with open(), not safetensors' save_file (0600): a prior is meant to be shared,
     # so it gets the permissions the umask gives any new file
@@ -271,8 +283,9 @@ def _build(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> MetaPrior
         for name, shape in expected_shapes.items()
     }
     portfolio = _portfolio(tensors, dim, path)
+    coverage = _coverage(tensors, len(portfolio), path)
     extra = set(tensors) - {f"params.{n}" for n in params} - {f"log_lr.{n}" for n in log_lrs}
-    extra.discard("portfolio")
+    extra -= {"portfolio", _COVERAGE_VALUES, _COVERAGE_OWNERS}
     if extra:
         raise PriorFileError(f"{path}: unexpected tensors {sorted(extra)[:5]}.")
     configs = _portfolio_configs(meta, len(portfolio), path) if fmt == FORMAT else None
@@ -289,6 +302,7 @@ def _build(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> MetaPrior
         info,
         features=features,
         portfolio_configs=configs,
+        coverage=coverage,
     )
 
 
@@ -349,6 +363,28 @@ def _portfolio(tensors: dict[str, torch.Tensor], dim: int, path: Path) -> np.nda
     return out
 
 
+def _coverage(tensors: dict[str, torch.Tensor], n: int, path: Path) -> PortfolioCoverage | None:
+    values, owners = tensors.get(_COVERAGE_VALUES), tensors.get(_COVERAGE_OWNERS)
+    if values is None and owners is None:
+        return None
+    if values is None or owners is None:
+        raise PriorFileError(
+            f"{path}: '{_COVERAGE_VALUES}' and '{_COVERAGE_OWNERS}' come together; "
+            "the file has only one of them."
+        )
+    if values.ndim != 2 or values.shape[0] != n or owners.shape != (n,):
+        raise PriorFileError(
+            f"{path}: '{_COVERAGE_VALUES}' must be ({n}, S) and '{_COVERAGE_OWNERS}' ({n},), "
+            f"got {tuple(values.shape)} and {tuple(owners.shape)}."
+        )
+    if owners.dtype != torch.int64:
+        raise PriorFileError(f"{path}: tensor '{_COVERAGE_OWNERS}' must be int64.")
+    try:
+        return PortfolioCoverage(_finite(values, _COVERAGE_VALUES, path), owners.numpy())
+    except ValueError as e:
+        raise PriorFileError(f"{path}: {e}.") from None
+
+
 def _portfolio_configs(meta: Any, n: int, path: Path) -> list[dict[str, Any]]:
     configs = _req(meta, "portfolio_configs", list, path)
     ok = len(configs) == n and all(
@@ -407,6 +443,18 @@ def _check_info(info: Any, path: Path) -> None:
     versions = mapping(info.get("versions", {}), "versions")
     if not all(isinstance(v, str) for v in versions.values()):
         raise fail("versions", "must map names to version strings")
+    _check_early_strategy(mapping(info.get("early_strategy", {}), "early_strategy"), fail)
+
+
+def _check_early_strategy(record: dict, fail: Callable[[str, str], PriorFileError]) -> None:
+    """``info.early_strategy`` (absent in files made before it): the choice and its numbers."""
+    if record.get("choice", "model") not in _EARLY_CHOICES:
+        raise fail("early_strategy.choice", f"must be one of {_EARLY_CHOICES}")
+    regret = record.get("mean_regret", {})
+    if not isinstance(regret, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in regret.values()
+    ):
+        raise fail("early_strategy.mean_regret", "must map strategies to numbers")
 
 
 def _check_splits(splits: dict, fail: Callable[[str, str], PriorFileError]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 
 from tuner.metadataset import observation_targets
 from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._coverage import PortfolioCoverage
 from tuner.prior._fast import FastEnsemble
 from tuner.space import Encoder, FeatureSpace, SearchSpace
 
@@ -94,6 +96,8 @@ class MetaPrior:
         features: The prior's coordinates (default: those of ``space``, no presence columns).
         portfolio_configs: The portfolio's configs in natural units (default: decoded from
             ``portfolio`` in ``space``).
+        coverage: How each portfolio config did on each source study, for hedging the
+            first trials (priors meta-trained before it was recorded have none).
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class MetaPrior:
         *,
         features: FeatureSpace | None = None,
         portfolio_configs: Sequence[Mapping[str, Any]] | None = None,
+        coverage: PortfolioCoverage | None = None,
     ) -> None:
         self.space = space
         self.encoder = Encoder(space)
@@ -122,6 +127,12 @@ class MetaPrior:
         if portfolio_configs is None:
             portfolio_configs = self.encoder.decode_many(self.portfolio)
         self.portfolio_configs = [dict(c) for c in portfolio_configs]
+        if coverage is not None and len(coverage.values) != len(self.portfolio):
+            raise ValueError(
+                f"coverage has {len(coverage.values)} rows for a portfolio of "
+                f"{len(self.portfolio)} configs"
+            )
+        self.coverage = coverage
         self.info = dict(info or {})
         self._fast = FastEnsemble.from_torch(self.params, self.log_lrs, context=self.maml.context)
 
@@ -214,6 +225,21 @@ class MetaPrior:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._fast = FastEnsemble.from_torch(self.params, self.log_lrs, context=self.maml.context)
+
+    def without_source(self, s: int) -> MetaPrior:
+        """This prior as a study unlike source study ``s`` would see it (same network).
+
+        Its portfolio and coverage lose what ``s`` contributed (leave-one-study-out), so a
+        simulation on ``s`` does not find ``s``'s own best configs. Needs :attr:`coverage`.
+        """
+        if self.coverage is None:
+            raise ValueError("without_source needs a prior with coverage")
+        keep, coverage = self.coverage.without_study(s)
+        out = copy.copy(self)
+        out.portfolio = self.portfolio[keep]
+        out.portfolio_configs = [self.portfolio_configs[i] for i in keep]
+        out.coverage = coverage
+        return out
 
     @property
     def n_members(self) -> int:

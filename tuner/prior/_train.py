@@ -17,6 +17,7 @@ from tuner._errors import MttuneError
 from tuner.metadataset import MetaDataset, relative_to_support
 from tuner.prior._assess import cross_fit, fold_losses, split_tasks
 from tuner.prior._config import MAMLConfig, ModelConfig
+from tuner.prior._coverage import coverage_of
 from tuner.prior._fast import FastEnsemble
 from tuner.prior._maml import CONTEXT, batched_query_loss, init_ensemble, inner_lr_shape
 from tuner.prior._prior import Calibration, MetaPrior
@@ -304,7 +305,11 @@ def _calibrated_prior(
 ) -> tuple[MetaPrior, dict[str, Any], dict[str, Any]]:
     """The prior of the best state calibrated on the held-out episodes, metrics, the check."""
     assert fit.best is not None
-    portfolio = _portfolio(dataset)
+    portfolio, owners = _portfolio(dataset)
+    portfolio_x = dataset.features.encode(portfolio)
+    coverage = coverage_of(
+        portfolio_x, owners, [t.x for t in dataset.tasks], [t.z for t in dataset.tasks]
+    )
 
     def prior_of(state: _State) -> MetaPrior:
         return MetaPrior(
@@ -313,10 +318,11 @@ def _calibrated_prior(
             maml,
             *state,
             Calibration(),
-            dataset.features.encode(portfolio),
+            portfolio_x,
             info={},
             features=dataset.features,
             portfolio_configs=portfolio,
+            coverage=coverage,
         )
 
     def evaluate(j: int, tasks: Sequence[int]) -> list[dict[str, Any]]:
@@ -432,9 +438,12 @@ def _val_losses(params, log_lrs, episodes, maml: MAMLConfig) -> list[float]:
     return losses
 
 
-def _portfolio(dataset: MetaDataset) -> list[dict[str, Any]]:
-    """The best configs of every task (the prior's portfolio)."""
-    configs = []
-    for task in dataset.tasks:
-        configs += task.best_configs(PORTFOLIO_PER_TASK)
-    return configs
+def _portfolio(dataset: MetaDataset) -> tuple[list[dict[str, Any]], list[int]]:
+    """The best configs of every task (the prior's portfolio), and the task of each."""
+    configs: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for s, task in enumerate(dataset.tasks):
+        best = task.best_configs(PORTFOLIO_PER_TASK)
+        configs += best
+        owners += [s] * len(best)
+    return configs, owners

@@ -7,6 +7,7 @@ from tuner.sampler._acquisition import (
     lower_confidence_bound,
 )
 from tuner.sampler._callback import PriorReport
+from tuner.sampler._early import decide_early_strategy
 from tuner.sampler._guard import GuardState, NegativeTransferGuard, concordance
 from tuner.sampler._sampler import MetaPriorSampler
 
@@ -18,6 +19,7 @@ __all__ = [
     "NegativeTransferGuard",
     "PriorReport",
     "concordance",
+    "decide_early_strategy",
     "expected_improvement",
     "lower_confidence_bound",
 ]

@@ -26,11 +26,13 @@ from tuner.prior import AdaptedPrior, MetaPrior, diverse_top, observation_target
 from tuner.sampler._acquisition import Acquisition, candidates
 from tuner.sampler._gp import GPParams, ResidualGP, fit_gp
 from tuner.sampler._guard import concordance
+from tuner.sampler._hedge import hedge_scores
 from tuner.sampler._mapping import StudyMapping
 from tuner.space import Encoder
 
 __all__ = [
     "WHY_ACQUISITION",
+    "WHY_HEDGE",
     "WHY_MEAN",
     "WHY_REPEAT",
     "WHY_ZERO_SHOT",
@@ -71,6 +73,7 @@ WHY_ZERO_SHOT = "zero-shot"  # the prior's best guess, adapted to nothing
 WHY_ACQUISITION = "acquisition"  # the best acquisition value under the surrogate
 WHY_MEAN = "mean"  # no candidate had a finite acquisition value: the best predicted mean
 WHY_REPEAT = "repeat"  # every candidate had been evaluated: the best predicted one again
+WHY_HEDGE = "hedge"  # the portfolio config with the best expected value over past studies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +112,16 @@ class ProposalSettings:
         portfolio_trials: While the study has fewer trials, candidates are the portfolio only.
         max_observations: Observations the surrogate uses at most.
         acquisition: Scores candidates (see :mod:`tuner.sampler._acquisition`).
+        hedge: The portfolio trials are chosen by the expected value over the past studies
+            (:mod:`tuner.sampler._hedge`) instead of the acquisition, where the prior has
+            coverage.
     """
 
     n_candidates: int
     portfolio_trials: int
     max_observations: int
     acquisition: Acquisition
+    hedge: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,12 +133,17 @@ class StudyContext:
         others: Encoded configs of running trials and pending proposals.
         pruned: Encoded configs of pruned trials (not observations, but not worth repeating).
         used_rows: Portfolio rows already proposed in the study.
+        observed_rows: The portfolio row of each observation, ``-1`` where it is none
+            (empty: unknown, no hedging).
     """
 
     fixed: Mapping[str, Any]
     others: np.ndarray
     pruned: np.ndarray
     used_rows: np.ndarray
+    observed_rows: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +155,8 @@ class Proposal:
         mean: Its predicted target (lower is better, in the prior's target units).
         std: The prediction's standard deviation.
         portfolio_row: Its row in the prior's portfolio, if it is a portfolio config.
-        why: :data:`WHY_ZERO_SHOT`, :data:`WHY_ACQUISITION`, :data:`WHY_MEAN` or
-            :data:`WHY_REPEAT`.
+        why: :data:`WHY_ZERO_SHOT`, :data:`WHY_ACQUISITION`, :data:`WHY_HEDGE`,
+            :data:`WHY_MEAN` or :data:`WHY_REPEAT`.
         adapted: The prior as adapted for this proposal (reused to score the trial).
     """
 
@@ -309,6 +321,7 @@ def propose(
     configs, rows = portfolio_configs
     used = np.isin(rows, context.used_rows)
     taken = np.vstack([obs.x, context.others, context.pruned])
+    restricted = False
     for restricted in (True, False) if early else (False,):
         cands = candidates(
             encoder,
@@ -328,6 +341,9 @@ def propose(
     else:
         adapted = surrogate.adapted
         idx, mean, std, why = _acquisition_pick(surrogate, settings, cands, fresh, context)
+    hedging = restricted and fresh.any() and len(context.observed_rows) == len(obs)
+    if hedging and settings.hedge and prior.coverage is not None:
+        idx, why = _hedge_pick(prior.coverage.values, rows, fresh, obs, context), WHY_HEDGE
     return Proposal(
         config=encoder.decode(cands[idx]),
         mean=float(mean[idx]),
@@ -358,6 +374,21 @@ def _zero_shot_pick(
         taken=taken if len(taken) else None,
     )[0]
     return idx, pred.mean, std, WHY_ZERO_SHOT
+
+
+def _hedge_pick(
+    coverage: np.ndarray,
+    rows: np.ndarray,
+    fresh: np.ndarray,
+    obs: Observations,
+    context: StudyContext,
+) -> int:
+    """The fresh portfolio candidate with the best hedged score (candidates = ``rows``)."""
+    seen = context.observed_rows >= 0
+    tried = context.observed_rows[seen]
+    pending = np.setdiff1d(context.used_rows, tried)
+    scores = hedge_scores(coverage[rows], coverage[tried], obs.y[seen], coverage[pending])
+    return int(np.argmin(np.where(fresh, scores, np.inf)))
 
 
 def _acquisition_pick(

@@ -22,6 +22,7 @@ from tuner.sampler import _core
 from tuner.sampler._acquisition import Acquisition, resolve_acquisition
 from tuner.sampler._gp import GPParams
 from tuner.sampler._guard import GuardState, NegativeTransferGuard
+from tuner.sampler._hedge import resolve_early_strategy
 from tuner.sampler._mapping import StudyMapping
 from tuner.sampler._state import Decision, StudyState
 from tuner.sampler._view import StudyView, sign
@@ -102,6 +103,12 @@ class MetaPriorSampler(BaseSampler):
             Gaussian process on its residuals: proposals come from the prior's adaptation
             (MAML inner steps) and its calibrated uncertainty only. An ablation, to measure
             what the GP adds (``benchmarks/README.md``); the default keeps it.
+        early_strategy: How the portfolio trials are chosen. ``"model"``: by the adapted
+            prior's acquisition. ``"hedge"``: by the expected value over the past studies,
+            weighted by how each orders the study's trials (:mod:`tuner.sampler._hedge`;
+            needs a prior with coverage). ``"auto"`` (default): what meta-training measured
+            to be better for this prior on its held-out studies (``mttune prior show``),
+            ``"model"`` for a prior that did not measure it.
     """
 
     def __init__(
@@ -119,8 +126,10 @@ class MetaPriorSampler(BaseSampler):
         seed: int | None = None,
         space: SearchSpace | None = None,
         residual_gp: bool = True,
+        early_strategy: str = "auto",
     ) -> None:
         self._prior = prior if isinstance(prior, MetaPrior) else load_prior(prior)
+        self._early_strategy = resolve_early_strategy(early_strategy, self._prior)
         self._space = space
         self._residual_gp = residual_gp
         _check_counts(
@@ -135,6 +144,7 @@ class MetaPriorSampler(BaseSampler):
             portfolio_trials=portfolio_trials,
             max_observations=max_observations,
             acquisition=resolve_acquisition(acquisition),
+            hedge=self._early_strategy == "hedge",
         )
         self._n_startup_trials = n_startup_trials
         self._fallback = fallback or optuna.samplers.TPESampler(seed=seed)
@@ -153,6 +163,11 @@ class MetaPriorSampler(BaseSampler):
     def prior(self) -> MetaPrior:
         """The prior this sampler uses."""
         return self._prior
+
+    @property
+    def early_strategy(self) -> str:
+        """How the portfolio trials are chosen (resolved: ``"auto"`` is never returned)."""
+        return self._early_strategy
 
     @property
     def fallback(self) -> BaseSampler:
@@ -541,6 +556,7 @@ class MetaPriorSampler(BaseSampler):
             others=view.other_configs(study, trial),
             pruned=view.stack(pruned)[0],
             used_rows=_used_portfolio_rows(study, trial),
+            observed_rows=np.array([_row_or(t, -1) for t in rows], dtype=np.int64),
         )
         # with n_startup_trials=0 the first trial has nothing to adapt to
         surrogate = None
@@ -702,6 +718,12 @@ def _evidence(complete: Sequence[FrozenTrial]) -> list[float]:
         if isinstance(c, int | float):
             out.append(0.0 if TrialAttr.POOR.get(t.user_attrs) else c)
     return out
+
+
+def _row_or(trial: FrozenTrial, default: int) -> int:
+    """The trial's portfolio row, or ``default`` when it is not a portfolio config."""
+    row = TrialAttr.PORTFOLIO.get(trial.user_attrs)
+    return row if isinstance(row, int) else default
 
 
 def _used_portfolio_rows(study: Study, trial: FrozenTrial) -> np.ndarray:
