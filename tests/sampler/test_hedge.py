@@ -115,7 +115,10 @@ def test_the_measurement_compares_both_strategies_on_unseen_studies(xy_prior):
     assert record["choice"] == min(means, key=means.get)
     for curve in record["regret_per_trial"].values():  # best so far: never rises, >= 0
         assert len(curve) == 4 and min(curve) >= 0 and np.all(np.diff(curve) <= 1e-9)
-    assert decide_early_strategy(xy_prior, dataset, trials=4, seeds=1) == record
+    again = decide_early_strategy(xy_prior, dataset, trials=4, seeds=1)
+    assert again.pop("seconds") >= 0 and again == {
+        k: v for k, v in record.items() if k != "seconds"
+    }
     xy_prior_old = xy_prior.without_source(0)
     xy_prior_old.coverage = None
     assert decide_early_strategy(xy_prior_old, dataset)["choice"] == "model"
