@@ -88,10 +88,11 @@ def test_meta_train_with_meta_sgd_step_sizes(past, capsys):
     tmp_path, space_file = past
     out = tmp_path / "p.safetensors"
     args = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
-    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--inner-lr-shape", "element"]
+    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--outer-lr", "0.002"]
+    args += ["--inner-lr-shape", "element"]
     assert main(args) == 0, capsys.readouterr().err
     prior = load_prior(out)
-    assert prior.maml.inner_lr_shape == "element"
+    assert prior.maml.inner_lr_shape == "element" and prior.maml.outer_lr == 0.002
     assert all(prior.log_lrs[k].shape == v.shape for k, v in prior.params.items())
     assert "(Meta-SGD step sizes)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -164,6 +165,7 @@ def test_cuda_without_gpu_is_a_clear_error(past, capsys):
         (["--inner-steps", "99"], "--inner-steps must be in 0..50, got 99"),
         (["--max-support", "64"], "--max-support must be in 1..points-1, got 64"),
         (["--context", "65"], "--context must be in 0..64, got 65"),
+        (["--outer-lr", "0"], "--outer-lr must be > 0, got 0.0"),
     ],
 )
 def test_bad_settings_are_refused_before_the_studies_are_read(tmp_path, capsys, flags, needle):

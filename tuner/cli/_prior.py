@@ -80,6 +80,12 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--first-order", action="store_true", help="first-order MAML")
     p.add_argument(
+        "--outer-lr",
+        type=float,
+        default=MAMLConfig.outer_lr,
+        help=f"Adam learning rate of the meta-parameters (default {MAMLConfig.outer_lr})",
+    )
+    p.add_argument(
         "--inner-lr-shape",
         choices=INNER_LR_SHAPES,
         default=MAMLConfig.inner_lr_shape,
@@ -218,6 +224,7 @@ _FLAGS = {
     "max_support": "--max-support",
     "context": "--context",
     "points": "--points",
+    "outer_lr": "--outer-lr",
 }
 
 
@@ -231,6 +238,7 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
             max_steps=args.max_steps,
             inner_steps=args.inner_steps,
             first_order=args.first_order,
+            outer_lr=args.outer_lr,
             inner_lr_shape=args.inner_lr_shape,
             max_support=args.max_support,
             context=args.context,
