@@ -84,6 +84,18 @@ def test_meta_train_then_show(past, capsys):
     assert "validation" in data and "versions" in data
 
 
+def test_a_prior_without_maml_says_so(past, capsys):
+    tmp_path, space_file = past
+    out = tmp_path / "p.safetensors"
+    args = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
+    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--inner-steps", "0"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "no MAML (multi-task regression, 5 adaptation steps)" in capsys.readouterr().out
+    assert main(["prior", "show", str(out)]) == 0
+    out_text = capsys.readouterr().out
+    assert "no MAML" in out_text and "second-order" not in out_text
+
+
 def test_meta_train_with_meta_sgd_step_sizes(past, capsys):
     tmp_path, space_file = past
     out = tmp_path / "p.safetensors"

@@ -298,12 +298,17 @@ def _print_prior(prior: MetaPrior, console: Console) -> None:
         console.print(
             f"  {f.name}{aliases}: {f.kind} {f.describe()}{presence}{meaning}", markup=False
         )
+    maml = prior.maml
+    method = (
+        f"MAML {'first' if maml.first_order else 'second'}-order, {maml.inner_steps} inner steps"
+        if maml.inner_steps
+        else f"no MAML (multi-task regression, {maml.prediction_steps} adaptation steps)"
+    )
     console.print(
         f"ensemble of {prior.model.ensemble} MLPs ({prior.model.layers}x{prior.model.hidden}), "
-        f"MAML {'first' if prior.maml.first_order else 'second'}-order, "
-        f"{prior.maml.inner_steps} inner steps"
-        + (" (Meta-SGD step sizes)" if prior.maml.inner_lr_shape == "element" else "")
-        + (f" (CAVIA context of {prior.maml.context})" if prior.maml.context else "")
+        f"{method}"
+        + (" (Meta-SGD step sizes)" if maml.inner_lr_shape == "element" else "")
+        + (f" (CAVIA context of {maml.context})" if maml.context else "")
         + f"; trained {training.get('steps', '?')} steps "
         f"(best {training.get('best_step', '?')})"
         + (f" in {training['seconds']} s" if "seconds" in training else "")
