@@ -178,6 +178,7 @@ def test_cuda_without_gpu_is_a_clear_error(past, capsys):
         (["--max-support", "64"], "--max-support must be in 1..points-1, got 64"),
         (["--context", "65"], "--context must be in 0..64, got 65"),
         (["--outer-lr", "0"], "--outer-lr must be > 0, got 0.0"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
     ],
 )
 def test_bad_settings_are_refused_before_the_studies_are_read(tmp_path, capsys, flags, needle):

@@ -233,6 +233,27 @@ def test_cavia_adapts_only_its_context_and_learns_its_step_size():
     assert not np.allclose(prior.predict(x).mean, prior.predict(x, observed).mean)
 
 
+def test_weight_decay_shrinks_the_network_but_not_the_step_sizes():
+    ds = bowl_family(6, 30, seed=1)
+    plain = MAMLConfig(max_steps=20, val_every=20, meta_batch=4)
+    decayed = MAMLConfig(max_steps=20, val_every=20, meta_batch=4, weight_decay=10.0)
+    a = meta_train(ds, model=SMALL_MODEL, maml=plain, seed=0)
+    b = meta_train(ds, model=SMALL_MODEL, maml=decayed, seed=0)
+    norm = {p: sum(float(v.norm()) for v in p.params.values()) for p in (a, b)}
+    assert norm[b] < 0.8 * norm[a]
+    # the step sizes are learned as before, not pulled towards 0 (log lr towards 1)
+    for k in a.log_lrs:
+        assert float(b.log_lrs[k].mean()) == pytest.approx(float(a.log_lrs[k].mean()), abs=0.3)
+    assert b.maml.weight_decay == 10.0
+
+
+def test_a_negative_weight_decay_is_refused():
+    from tuner._errors import MttuneError
+
+    with pytest.raises(MttuneError, match=r"weight_decay must be >= 0, got -0.1"):
+        MAMLConfig(weight_decay=-0.1)
+
+
 def test_a_context_without_inner_steps_is_refused():
     from tuner._errors import MttuneError
 

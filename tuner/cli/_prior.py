@@ -86,6 +86,13 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         help=f"Adam learning rate of the meta-parameters (default {MAMLConfig.outer_lr})",
     )
     p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=MAMLConfig.weight_decay,
+        help="decoupled weight decay (AdamW) of the network's meta-parameters "
+        f"(default {MAMLConfig.weight_decay}: plain Adam)",
+    )
+    p.add_argument(
         "--inner-lr-shape",
         choices=INNER_LR_SHAPES,
         default=MAMLConfig.inner_lr_shape,
@@ -225,6 +232,7 @@ _FLAGS = {
     "context": "--context",
     "points": "--points",
     "outer_lr": "--outer-lr",
+    "weight_decay": "--weight-decay",
 }
 
 
@@ -239,6 +247,7 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
             inner_steps=args.inner_steps,
             first_order=args.first_order,
             outer_lr=args.outer_lr,
+            weight_decay=args.weight_decay,
             inner_lr_shape=args.inner_lr_shape,
             max_support=args.max_support,
             context=args.context,

@@ -52,6 +52,8 @@ class MAMLConfig:
             loop only. ``0`` (files without it): the inner loop adapts every weight.
         first_order: Drop second-order terms (first-order MAML): faster, usually a bit worse.
         outer_lr: Adam learning rate of the meta-parameters.
+        weight_decay: Decoupled weight decay (AdamW) of the network's meta-parameters (not of
+            the inner step sizes); ``0``: plain Adam.
         meta_batch: Tasks per outer step.
         points: Trials drawn per task per step (support + query).
         max_support: Largest support set; sizes are drawn from 0 (zero-shot) to this.
@@ -73,6 +75,7 @@ class MAMLConfig:
     context: int = 0
     first_order: bool = False
     outer_lr: float = 5e-3
+    weight_decay: float = 0.0
     meta_batch: int = 8
     points: int = 64
     max_support: int = 32
@@ -98,6 +101,7 @@ class MAMLConfig:
             self.inner_steps,
         )
         _check(self.outer_lr > 0, "outer_lr must be > 0", self.outer_lr)
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0", self.weight_decay)
         _check(self.meta_batch >= 1, "meta_batch must be >= 1", self.meta_batch)
         _check(self.points >= 2, "points must be >= 2", self.points)
         _check(

@@ -161,7 +161,7 @@ class _Learner:
         gen: torch.Generator,
         dev: torch.device,
     ) -> _Learner:
-        """A freshly initialised ensemble (seeded by ``gen``) and Adam over it."""
+        """A freshly initialised ensemble (seeded by ``gen``) and Adam (AdamW) over it."""
         inputs = dim + maml.context
         base, params = init_ensemble(inputs, model.hidden, model.layers, model.ensemble, gen)
         params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
@@ -178,8 +178,14 @@ class _Learner:
             )
             for k, shape in shapes.items()
         }
-        trainable = list(params.values()) + (list(log_lrs.values()) if maml.learn_inner_lr else [])
-        opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
+        steps = list(log_lrs.values()) if maml.learn_inner_lr else []
+        trainable = list(params.values()) + steps
+        opt: torch.optim.Optimizer
+        if maml.weight_decay:
+            groups = [{"params": list(params.values())}, {"params": steps, "weight_decay": 0.0}]
+            opt = torch.optim.AdamW(groups, lr=maml.outer_lr, weight_decay=maml.weight_decay)
+        else:
+            opt = torch.optim.Adam(trainable, lr=maml.outer_lr)
         return cls(base, params, log_lrs, trainable, opt, maml)
 
     def step(self, batch: Batch) -> None:
