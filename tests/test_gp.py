@@ -107,12 +107,17 @@ def _blas_threads() -> list[int]:
 def test_leave_one_out_equals_refitting_without_each_point(n, dim, seed, noise):
     x, y = _data(n, dim, seed)
     params = GPParams.of(dim, 0.4, 1.3, noise)
-    mean, var = GPPosterior(x, y, params, jitter=1e-9).leave_one_out()
+    post = GPPosterior(x, y, params, jitter=1e-9)
+    mean, var = post.leave_one_out()
+    residual, predictive = post.loo_residuals()
     for i in range(n):
         keep = np.arange(n) != i
         m, v = GPPosterior(x[keep], y[keep], params, jitter=1e-9).predict(x[i : i + 1])
         assert mean[i] == pytest.approx(m[0], abs=1e-7)
         assert var[i] == pytest.approx(v[0], rel=1e-5, abs=1e-9)
+        # a new run there: the latent variance plus the noise
+        assert residual[i] == pytest.approx(y[i] - m[0], abs=1e-7)
+        assert predictive[i] == pytest.approx(v[0] + noise + 1e-9, rel=1e-5)
     # without its own target a point's posterior is wider than with it
     assert np.all(var >= GPPosterior(x, y, params, jitter=1e-9).predict(x)[1] - 1e-12)
 

@@ -302,7 +302,22 @@ class GPPosterior:
         Returns:
             Means ``(n,)`` and variances ``(n,)``.
         """
+        residual, predictive = self.loo_residuals()
+        var = predictive - math.exp(self.params.log_noise) - self.jitter
+        return self.y - residual, np.maximum(var, _MIN_VARIANCE)
+
+    def loo_residuals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out residuals of the targets and their predictive variances.
+
+        Entry ``i`` is ``y_i`` minus its prediction from every other target (same
+        hyperparameters), and the variance of that difference under the model (noise
+        included), from one inverse of the kernel matrix ``K`` (noise included):
+        ``r_i = [K^-1 y]_i / [K^-1]_ii``, ``var_i = 1 / [K^-1]_ii`` (Rasmussen & Williams
+        2006, eq. 5.12). Under the model ``r_i / sqrt(var_i)`` is standard normal.
+
+        Returns:
+            Residuals ``(n,)`` and variances ``(n,)``.
+        """
         inv = linalg.cho_solve(self.chol, np.eye(len(self.y)), check_finite=False)
         d = np.diag(inv)
-        var = 1.0 / d - math.exp(self.params.log_noise) - self.jitter
-        return self.y - self.alpha / d, np.maximum(var, _MIN_VARIANCE)
+        return self.alpha / d, 1.0 / d

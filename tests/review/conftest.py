@@ -32,8 +32,12 @@ def noisy_study(
     sigma: float = 0.05,
     seed: int = 0,
     direction: str = "minimize",
+    df: float | None = None,
 ) -> optuna.Study:
     """A random search of ``n`` trials on the quadratic with N(0, sigma^2) noise.
+
+    With ``df`` the noise is heavy-tailed instead: ``sigma`` times a Student-t draw with
+    ``df`` degrees of freedom.
 
     Random configs are evaluated and recorded as trials (``add_trials``: the same study as
     ``RandomSampler`` makes, ten times faster to write to SQLite).
@@ -45,7 +49,8 @@ def noisy_study(
     trials = []
     for i in range(n):
         params = {"x": float(rng.uniform(-1, 1)), "y": float(rng.uniform(-1, 1))}
-        value = sign * quad(params) + float(rng.normal(0.0, sigma))
+        noise = rng.normal(0.0, sigma) if df is None else sigma * rng.standard_t(df)
+        value = sign * quad(params) + float(noise)
         attrs = {TrialAttr.SEED.key: trial_seed(seed, i)}  # as mttune run records it
         trials.append(
             create_trial(params=params, distributions=DISTS, value=value, user_attrs=attrs)

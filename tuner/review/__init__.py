@@ -1,5 +1,6 @@
 """Stage 7: review and verify: how far to trust a study's best config (the trust report)."""
 
+from tuner.review._calibration import Calibration
 from tuner.review._confidence import Analysis, Estimate, analyse
 from tuner.review._html import render_html, write_html
 from tuner.review._load import (
@@ -17,6 +18,7 @@ from tuner.review._verify import VerifyOptions, VerifyResult, VerifyRun, verify_
 __all__ = [
     "FORMAT",
     "Analysis",
+    "Calibration",
     "Estimate",
     "ParamRobustness",
     "Review",

@@ -12,7 +12,9 @@ review estimates that true value with a standard error:
   fitted to the study (see :mod:`tuner.review._surrogate`), which pools the config's run
   with its neighbours', with the config's own run first debiased for its rank among the
   study's runs (the best-looking runs are the likeliest lucky ones: the winner's curse;
-  :meth:`~tuner.review._surrogate.GaussianProcess.selection_aware`);
+  :meth:`~tuner.review._surrogate.GaussianProcess.selection_aware`); its standard error is
+  widened when the study's own runs are predicted worse than the model claims (a
+  leave-one-out conformal check, :mod:`tuner.review._calibration`), never narrowed;
 * ``single``: too few trials for a surrogate: the observed value, without an interval.
 
 The **recommended** config is the one whose interval has the best pessimistic end (the
@@ -22,7 +24,8 @@ enters this bound, so the choice accounts for the selection too. Once ``mttune v
 measured configs, only measured configs are recommended; single-run candidates with a better
 bound are listed as "promising, verify it" (:func:`choose`). ``P(best)`` of each of the
 top-k candidates is the Monte-Carlo probability that it is truly the best of them (joint
-Gaussian-process posterior draws, independent Student-t draws for repeated configs).
+Gaussian-process posterior draws, as the model has them, not widened; independent Student-t
+draws for repeated configs).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from tuner.review._calibration import Calibration, calibrate
 from tuner.review._configs import (
     Codec,
     ConfigGroup,
@@ -109,6 +113,8 @@ class Analysis:
         complete: Indices of completed finite runs.
         codec: The unit-cube encoding of the study's parameters.
         gp: The fitted surrogate (``None`` when too few trials or no variation).
+        calibration: The leave-one-out check of the surrogate's intervals, whose factor
+            widens them (``None`` without a surrogate).
         candidates: Estimates of the candidate configs, best pessimistic bound first.
         best_observed: Estimate of the config of the best single search run.
         best_observed_row: That run's index.
@@ -136,6 +142,7 @@ class Analysis:
     noise_sd: float | None
     noise_method: str | None
     pooled_sd: tuple[float, int] | None
+    calibration: Calibration | None = None
     recommended: Estimate | None = None
     promising: list[Estimate] = dataclasses.field(default_factory=list)
 
@@ -211,6 +218,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
     if len(complete) >= MIN_TRIALS_FOR_SURROGATE and codec.dim > 0:
         rows = complete[spread_subset(y[complete], _SURROGATE_ROWS, rng)]
         gp = fit_gaussian_process(codec.encode([data.params[i] for i in rows]), y[rows], seed=seed)
+    calibration = None if gp is None else calibrate(gp.process, level=level)
 
     # Repeated configs: their own runs.
     multi = index.repeated()
@@ -241,7 +249,8 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
     chosen = [index.group_of_row(int(i)) for i in chosen_rows]
     if gp is not None and chosen:
         mean, cov = gp.selection_aware(codec.encode([g.params for g in chosen]))
-        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        assert calibration is not None
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0)) * calibration.factor
         q = _normal_quantile(level)
         once = [
             Estimate(g, float(m), float(s), q, "surrogate", g.n)
@@ -274,6 +283,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         noise_sd=noise_sd,
         noise_method=noise_method,
         pooled_sd=pooled,
+        calibration=calibration,
         recommended=recommended,
         promising=promising,
     )

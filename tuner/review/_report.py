@@ -268,7 +268,28 @@ def _notes(analysis: Analysis, fails: dict[str, Any]) -> list[str]:
             "the intervals come from a model of the study, not from repeated runs; "
             "'mttune verify' measures them."
         )
+    widened = _widened_sentence(analysis)
+    if widened is not None:
+        notes.append(widened)
     return notes
+
+
+def _widened_sentence(analysis: Analysis) -> str | None:
+    """The sentence on how much the surrogate's intervals were widened, and why.
+
+    ``None`` when they were not widened, or when no candidate shown has a surrogate interval.
+    """
+    cal = analysis.calibration
+    shown = [analysis.recommended, *analysis.candidates[: analysis.top_k]]
+    if cal is None or not cal.widened or not any(e and e.method == "surrogate" for e in shown):
+        return None
+    pct = f"{round(100 * cal.level)}%"
+    return (
+        f"the surrogate's {pct} intervals were widened {cal.factor:.2f}x: predicted from "
+        f"the other runs, {pct} of the {cal.residuals} runs it conditions on fell within "
+        f"{cal.quantile:.2f} predicted standard deviations, where the model expects "
+        f"{cal.gaussian_quantile:.2f} (heavy-tailed noise or outliers do this)."
+    )
 
 
 def _failed_repeats(analysis: Analysis) -> int:
@@ -307,6 +328,9 @@ def _confidence(analysis: Analysis) -> dict[str, Any]:
             ),
             "n_fit": gp.n_fit,
             "n_posterior": gp.n_posterior,
+            "calibration": None
+            if analysis.calibration is None
+            else analysis.calibration.to_dict(),
         },
         "top_k": [
             estimate_dict(e, analysis, r + 1)
