@@ -129,7 +129,8 @@ class StudyView:
             key=lambda pair: pair[0].number,
         )
         trials = [t for t, _ in kept]
-        y = np.array([np.nan if t.value is None else sign(study) * float(t.value) for t in trials])
+        s = sign(study)
+        y = np.array([np.nan if t.value is None else s * float(t.value) for t in trials])
         finite = y[np.isfinite(y)]
         worst = float(finite.max()) + 1.0 if len(finite) else 1.0
         failed = ~np.isfinite(y)
@@ -187,12 +188,11 @@ class StudyView:
         out = {}
         for name, cols in encoder.param_slices().items():
             dist = space.params[name].distribution
-            values = {t.params.get(name) for t in rows}
             if (
                 isinstance(dist, FloatDistribution)
                 and dist.step is None
-                and len(values) == 1
                 and np.ptp(obs.x[:, cols]) == 0.0
+                and len(values := {t.params.get(name) for t in rows}) == 1
                 and sum(name not in enqueued(t) for t in rows) >= 3
                 and self._holds(name, value := next(iter(values)))
             ):
