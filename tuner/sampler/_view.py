@@ -75,6 +75,19 @@ class StudyView:
                 self._state.keep_encoding(self._key, trial._trial_id, xf)
         return xf
 
+    def coordinates_of(
+        self, trials: Sequence[FrozenTrial]
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """:meth:`coordinates` of each trial: the cached ones looked up together."""
+        finished = [t.state.is_finished() for t in trials]
+        ids = [t._trial_id if done else -1 for t, done in zip(trials, finished, strict=True)]
+        with self._lock:
+            cached = self._state.encodings(self._key, ids)
+        return [
+            xf if known and done else self.coordinates(t)
+            for t, done, (known, xf) in zip(trials, finished, cached, strict=True)
+        ]
+
     def _config(self, params: dict[str, Any]) -> dict[str, Any]:
         space = self.mapping.space
         out = {}
@@ -115,7 +128,11 @@ class StudyView:
                 for t in every
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
-        seen = [(t, xf) for t in every if (xf := self.coordinates(t)) is not None]
+        seen = [
+            (t, xf)
+            for t, xf in zip(every, self.coordinates_of(every), strict=True)
+            if xf is not None
+        ]
         pruned = tuple(t for t, _ in seen if t.state == TrialState.PRUNED)
         kept = sorted(
             (

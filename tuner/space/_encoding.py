@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -255,7 +256,8 @@ class Encoder:
         """
         u = np.array(u, dtype=np.float64, copy=True)
         _, active = self.decode_arrays(u)
-        movable = [b for b in self._blocks if b.name in self.discrete and b.name not in frozen]
+        discrete = self.discrete
+        movable = [b for b in self._blocks if b.name in discrete and b.name not in frozen]
         if not movable or not len(u):
             return self.canonicalize(u)
         on = np.column_stack([active[b.name] for b in movable])
@@ -362,6 +364,7 @@ def _index(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.ndarr
     return np.round((v - float(dist.low)) / step).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1024)
 def _decimals(x: float) -> int:
     """Decimal places of ``x`` as written (``0.0001`` -> 4, ``1000.0`` -> 0, ``1e-05`` -> 5)."""
     exponent = decimal.Decimal(repr(float(x))).as_tuple().exponent
