@@ -157,10 +157,19 @@ def matern52(x1: np.ndarray, x2: np.ndarray, p: GPParams) -> tuple[np.ndarray, n
     """The kernel matrix ``(n1, n2)`` and the scaled distances ``r`` behind it."""
     ls = np.exp(p.log_lengthscales)
     a, b = x1 / ls, x2 / ls
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    r = np.sqrt(np.maximum(d2, 0.0))
-    e = np.exp(-_SQRT5 * r)
-    k = math.exp(p.log_amplitude) * (1.0 + _SQRT5 * r + 5.0 / 3.0 * r * r) * e
+    # the operations of amp * (1 + sqrt5 r + 5/3 r^2) * exp(-sqrt5 r), in place (same values)
+    r = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :]
+    r -= 2.0 * a @ b.T
+    np.maximum(r, 0.0, out=r)
+    np.sqrt(r, out=r)
+    k = np.multiply(r, _SQRT5)
+    k += 1.0
+    t = np.multiply(r, 5.0 / 3.0)
+    t *= r
+    k += t
+    k *= math.exp(p.log_amplitude)
+    np.multiply(r, -_SQRT5, out=t)
+    k *= np.exp(t, out=t)
     return k, r
 
 
@@ -277,10 +286,11 @@ class GPPosterior:
 
     def predict(self, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and (marginal) variance at ``xc``."""
-        ks, _ = matern52(np.asarray(xc, dtype=np.float64), self.x, self.params)
+        ks = matern52(np.asarray(xc, dtype=np.float64), self.x, self.params)[0]
         mean = ks @ self.alpha
         v = linalg.solve_triangular(self.chol[0], ks.T, lower=True, check_finite=False)
-        var = math.exp(self.params.log_amplitude) - (v * v).sum(0)
+        v *= v  # in place: many candidates make each new array costly
+        var = math.exp(self.params.log_amplitude) - v.sum(0)
         return mean, np.maximum(var, _MIN_VARIANCE)
 
     def joint(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -247,6 +247,19 @@ def test_one_sampler_reused_across_studies(xy_prior):
     assert [t.params for t in b.trials] == [t.params for t in fresh.trials]
 
 
+def test_a_long_lived_sampler_and_a_fresh_one_propose_the_same(xy_prior):
+    """What the sampler caches per study (encodings, GP fits, mappings) only saves time."""
+    lived = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
+    lived.optimize(objective_for(CENTRE), n_trials=15)
+    copy_ = optuna.create_study(sampler=MetaPriorSampler(xy_prior, seed=0))
+    copy_.add_trials(lived.trials)
+    for study in (lived, copy_):
+        study.optimize(objective_for(CENTRE), n_trials=6)
+    assert [t.params for t in copy_.trials[15:]] == [t.params for t in lived.trials[15:]]
+    sources = {t.user_attrs[TrialAttr.SOURCE.key] for t in lived.trials[15:]}
+    assert "adapted-prior" in sources  # the cached path was the one taken
+
+
 def test_parallel_jobs(xy_prior, tmp_path):
     storage = f"sqlite:///{tmp_path / 'par.db'}"
     study = optuna.create_study(storage=storage, sampler=MetaPriorSampler(xy_prior, seed=0))

@@ -103,6 +103,31 @@ def test_int_as_float_and_numeric_choices_map_by_value(xy_prior):
     assert unknown.coverage.fallback == {"x": "categorical here, numeric in the prior"}
 
 
+def test_points_map_onto_the_prior_as_the_configs_they_decode_to(mlp_prior):
+    # to_prior decodes to arrays, configs_to_prior reads Python values: the same coordinates,
+    # with a condition (momentum), a new choice, numeric choices and ranges beyond the prior's
+    mapping = StudyMapping(
+        mlp_prior,
+        {
+            "lr": FloatDistribution(1e-5, 1.0, log=True),
+            "hidden": FloatDistribution(4, 512),
+            "n_layers": IntDistribution(1, 5),
+            "dropout": FloatDistribution(0.0, 0.9, step=0.1),
+            "batch_size": CategoricalDistribution([8, 16, 64]),
+            "optimizer": CategoricalDistribution(["sgd", "adam", "rmsprop"]),
+            "momentum": FloatDistribution(0.0, 0.999),
+        },
+        mlp_prior.space,
+    )
+    assert mapping.space.params["momentum"].condition is not None
+    u = mapping.encoder.canonicalize(np.random.default_rng(0).random((300, mapping.dim)))
+    f, extra = mapping.to_prior(u)
+    want_f, want_extra = mapping.configs_to_prior(mapping.encoder.decode_many(u))
+    np.testing.assert_array_equal(f, want_f)
+    np.testing.assert_array_equal(extra, want_extra)
+    assert extra.max() > 0.0  # some points lie beyond the prior's ranges
+
+
 def test_a_narrowed_range_in_define_by_run_stays_inside_it(xy_prior):
     def objective(trial):
         return bowl(trial.suggest_float("x", 0.0, 0.3), trial.suggest_float("y", -1, 1), CENTRE)

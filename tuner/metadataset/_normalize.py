@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 __all__ = ["observation_targets", "orient", "rank_normalize", "relative_to_support"]
 
@@ -57,7 +57,7 @@ def rank_normalize(values: np.ndarray, direction: str = "minimize") -> np.ndarra
     if not np.all(np.isfinite(v)):
         raise ValueError("rank_normalize needs finite values")
     ranks = stats.rankdata(v, method="average")
-    return stats.norm.ppf((ranks - 0.5) / v.size)
+    return special.ndtri((ranks - 0.5) / v.size)  # stats.norm.ppf, without its overhead
 
 
 def relative_to_support(z: _A, support: _A) -> _A:

@@ -23,7 +23,17 @@ _DTYPE = np.float32  # as the torch weights; float64 would double the cost for n
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    """``1 / (1 + exp(-z))``, in one new array.
+
+    As torch computes it; float32 ``exp`` is faster than ``tanh``, and the values are those
+    of ``0.5 * (1 + tanh(z / 2))`` within a float32 rounding.
+    """
+    s = np.negative(z)
+    with np.errstate(over="ignore"):  # exp(88+) is inf: the sigmoid is 0 there, as it should
+        np.exp(s, out=s)
+    s += 1.0
+    np.reciprocal(s, out=s)
+    return s
 
 
 def _step_sizes(log_lr: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -84,8 +94,14 @@ class FastEnsemble:
         lb = [_step_sizes(log_lrs[f"net.{i}.bias"], bi.shape) for i, _, bi in pairs]
         return cls(w, b, lw, lb)
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list, list[np.ndarray]]:
-        """Outputs ``(M, n)`` plus ``(pre-activation, sigmoid)`` pairs and activations."""
+    def forward(
+        self, x: np.ndarray, *, keep: bool = True
+    ) -> tuple[np.ndarray, list, list[np.ndarray]]:
+        """Outputs ``(M, n)`` plus ``(pre-activation, sigmoid)`` pairs and activations.
+
+        ``keep=False`` keeps neither (both lists empty) and computes the activations in
+        place: the same values with fewer new arrays, which many candidates make costly.
+        """
         a: np.ndarray = x  # (n, D) shared by all members at the input
         pre: list[tuple[np.ndarray, np.ndarray]] = []
         acts = [x]
@@ -96,10 +112,14 @@ class FastEnsemble:
                 z = (a @ w.reshape(m * h, d).T).reshape(len(a), m, h).transpose(1, 0, 2)
             else:
                 z = a @ np.swapaxes(w, 1, 2)
-            z = z + b[:, None, :]
+            z += b[:, None, :]  # z is new: in place
             if i == last:
                 return z[..., 0], pre, acts
             s = _sigmoid(z)
+            if not keep:
+                s *= z
+                a = s
+                continue
             pre.append((z, s))
             a = z * s
             acts.append(a)
@@ -107,7 +127,7 @@ class FastEnsemble:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Every member's prediction ``(M, n)``."""
-        return self.forward(np.asarray(x, dtype=_DTYPE))[0].astype(np.float64)
+        return self.forward(np.asarray(x, dtype=_DTYPE), keep=False)[0].astype(np.float64)
 
     def adapt(self, x: np.ndarray, t: np.ndarray, steps: int) -> FastEnsemble:
         """``steps`` of gradient descent on the mean squared error (first-order MAML).
@@ -165,7 +185,21 @@ class FastEnsemble:
                 gws[i] = np.swapaxes(delta, 1, 2) @ a_prev
             gbs[i] = delta.sum(axis=1)
             if i > 0:
-                da = delta @ self.weights[i]  # (M, n, in)
                 z, s = pre[i - 1]
-                delta = da * (s * (1.0 + z * (1.0 - s)))
+                delta = _backward(delta, self.weights[i], z, s)
         return gws, gbs
+
+
+def _backward(delta: np.ndarray, w: np.ndarray, z: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The error at a SiLU layer's pre-activation ``z`` from the next layer's ``delta``.
+
+    ``(delta @ w) * (s * (1 + z * (1 - s)))`` with ``s = sigmoid(z)``: the same operations,
+    fewer new arrays; from a single output, ``delta @ w`` is a product (no sum), broadcast.
+    """
+    da = delta * w if delta.shape[-1] == 1 else delta @ w  # (M, n, in)
+    g = np.subtract(1.0, s)
+    g *= z
+    g += 1.0
+    g *= s
+    g *= da
+    return g

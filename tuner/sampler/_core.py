@@ -448,7 +448,8 @@ def _min_distance(cands: np.ndarray, points: np.ndarray) -> np.ndarray:
     """RMS distance of each candidate to its nearest point (``inf`` without points)."""
     if len(points) == 0:
         return np.full(len(cands), np.inf)
-    d2 = (cands**2).sum(1)[:, None] + (points**2).sum(1)[None, :] - 2 * cands @ points.T
+    d2 = (cands**2).sum(1)[:, None] + (points**2).sum(1)[None, :]
+    d2 -= 2 * cands @ points.T  # in place: the same values, one new array less
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0) / cands.shape[1])
 
 

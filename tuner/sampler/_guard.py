@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from tuner._errors import MttuneError
 
@@ -119,5 +119,5 @@ class NegativeTransferGuard:
         spread = float(recent.std(ddof=1)) if n > 1 else 0.0
         se = max(spread, 0.15) / math.sqrt(n)
         z = (c - 0.5) / se
-        trust = float(np.clip(stats.norm.cdf(z + self.optimism), self.floor, self.ceiling))
+        trust = float(np.clip(special.ndtr(z + self.optimism), self.floor, self.ceiling))
         return GuardState(trust, n, c, z, trust < 0.5)

@@ -105,6 +105,12 @@ class StudyMapping:
         self.encoder = Encoder(self.space)
         self._study = FeatureSpace.from_space(self.space)
         self._feature_of = {n: prior.features.lookup(n).name for n in covered}  # type: ignore[union-attr]
+        # per covered categorical: each choice's number or one-hot column in the prior
+        self._choice_table = {
+            n: _choice_table(prior.features.lookup(n), p.distribution)  # type: ignore[arg-type]
+            for n, p in covered.items()
+            if isinstance(p.distribution, CategoricalDistribution)
+        }
         self._numeric = prior.features.numeric_columns()
         cal = prior.calibration
         self._extra_var = float(cal.b[cal.bucket(0)])
@@ -131,28 +137,26 @@ class StudyMapping:
         network is not trusted beyond its data); the returned variance grows with the
         distance beyond it.
         """
-        values, active = self.encoder.decode_columns(u)
-        return self._prior_coordinates(values, active, len(u))
+        values, active = self.encoder.decode_arrays(u)
+        data, present = {}, {}
+        for name, held in values.items():
+            feature = self._feature_of[name]
+            table = self._choice_table.get(name)
+            data[feature] = held if table is None else table[held]
+            present[feature] = active[name]
+        return self._clipped(self.prior.features.encode_arrays(data, present, len(u)))
 
     def configs_to_prior(
         self, configs: Sequence[Mapping[str, Any]]
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`to_prior` of configs (only the covered parameters count)."""
-        n = len(configs)
-        values = {name: [c.get(name) for c in configs] for name in self.space.names}
-        active = {name: np.array([v is not None for v in vals]) for name, vals in values.items()}
-        return self._prior_coordinates(values, active, n)
-
-    def _prior_coordinates(
-        self, values: Mapping[str, list[Any]], active: Mapping[str, np.ndarray], n: int
-    ) -> tuple[np.ndarray, np.ndarray]:
         columns = {
-            self._feature_of[name]: [
-                v if on else None for v, on in zip(vals, active[name], strict=True)
-            ]
-            for name, vals in values.items()
+            self._feature_of[name]: [c.get(name) for c in configs] for name in self.space.names
         }
-        f = self.prior.features.encode_columns(columns, n)
+        return self._clipped(self.prior.features.encode_columns(columns, len(configs)))
+
+    def _clipped(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Numeric prior coordinates clipped to ``[0, 1]``, and the variance that adds."""
         num = f[:, self._numeric]
         excess = np.maximum(np.maximum(num - 1.0, -num), 0.0).max(axis=1, initial=0.0)
         f[:, self._numeric] = np.clip(num, 0.0, 1.0)
@@ -199,6 +203,13 @@ def _condition(name: str, space: SearchSpace, covered: Mapping[str, Param]) -> C
         return None
     values = tuple(v for v in condition.values if v in parent.choices)
     return Condition(condition.parent, values) if values else None
+
+
+def _choice_table(feature: Feature, dist: CategoricalDistribution) -> np.ndarray:
+    """What each choice is in the prior: a number, or a one-hot column (``-1``: unknown)."""
+    if feature.numeric:  # a categorical of numbers (see _why_not)
+        return np.array([float(c) for c in dist.choices])
+    return feature.choice_columns(dist.choices, np.ones(len(dist.choices), dtype=bool))
 
 
 def _why_not(feature: Feature | None, dist: BaseDistribution) -> str | None:

@@ -315,7 +315,7 @@ class MetaPriorSampler(BaseSampler):
         complete = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number
         )
-        n_obs = sum(1 for t in complete if view.coordinates(t) is not None)
+        n_obs = sum(xf is not None for xf in view.coordinates_of(complete))
         guard = self._guard.assess(_evidence(complete))
         if mapping.coverage.fallback and not mapping.coverage.covered:
             source = SOURCE_FALLBACK  # the prior covers none of the study's parameters

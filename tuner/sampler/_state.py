@@ -130,6 +130,12 @@ class StudyState:
             return True, self._encodings[trial_id]
         return False, None
 
+    def encodings(self, key: tuple, trial_ids: list[int]) -> list[tuple[bool, Any]]:
+        """:meth:`encoding` of many trials at once (one lookup of the space per call)."""
+        self._encodings_for(key)
+        cache = self._encodings
+        return [(True, cache[i]) if i in cache else (False, None) for i in trial_ids]
+
     def keep_encoding(self, key: tuple, trial_id: int, xf: Any) -> None:
         """Cache a finished trial's coordinates (finished trials never change)."""
         self._encodings_for(key)

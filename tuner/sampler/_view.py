@@ -75,6 +75,19 @@ class StudyView:
                 self._state.keep_encoding(self._key, trial._trial_id, xf)
         return xf
 
+    def coordinates_of(
+        self, trials: Sequence[FrozenTrial]
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """:meth:`coordinates` of each trial: the cached ones looked up together."""
+        finished = [t.state.is_finished() for t in trials]
+        ids = [t._trial_id if done else -1 for t, done in zip(trials, finished, strict=True)]
+        with self._lock:
+            cached = self._state.encodings(self._key, ids)
+        return [
+            xf if known and done else self.coordinates(t)
+            for t, done, (known, xf) in zip(trials, finished, cached, strict=True)
+        ]
+
     def _config(self, params: dict[str, Any]) -> dict[str, Any]:
         space = self.mapping.space
         out = {}
@@ -115,7 +128,11 @@ class StudyView:
                 for t in every
                 if t.datetime_complete is not None and t.datetime_complete <= before.datetime_start
             ]
-        seen = [(t, xf) for t in every if (xf := self.coordinates(t)) is not None]
+        seen = [
+            (t, xf)
+            for t, xf in zip(every, self.coordinates_of(every), strict=True)
+            if xf is not None
+        ]
         pruned = tuple(t for t, _ in seen if t.state == TrialState.PRUNED)
         kept = sorted(
             (
@@ -129,7 +146,8 @@ class StudyView:
             key=lambda pair: pair[0].number,
         )
         trials = [t for t, _ in kept]
-        y = np.array([np.nan if t.value is None else sign(study) * float(t.value) for t in trials])
+        s = sign(study)
+        y = np.array([np.nan if t.value is None else s * float(t.value) for t in trials])
         finite = y[np.isfinite(y)]
         worst = float(finite.max()) + 1.0 if len(finite) else 1.0
         failed = ~np.isfinite(y)
@@ -187,12 +205,11 @@ class StudyView:
         out = {}
         for name, cols in encoder.param_slices().items():
             dist = space.params[name].distribution
-            values = {t.params.get(name) for t in rows}
             if (
                 isinstance(dist, FloatDistribution)
                 and dist.step is None
-                and len(values) == 1
                 and np.ptp(obs.x[:, cols]) == 0.0
+                and len(values := {t.params.get(name) for t in rows}) == 1
                 and sum(name not in enqueued(t) for t in rows) >= 3
                 and self._holds(name, value := next(iter(values)))
             ):

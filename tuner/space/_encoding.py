@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -129,21 +130,34 @@ class Encoder:
 
     def decode_columns(self, u: np.ndarray) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
         """Vectorised decode: per parameter, its values and an activity mask."""
+        arrays, active = self.decode_arrays(u)
+        values = {b.name: _python_values(b.dist, arrays[b.name]) for b in self._blocks}
+        return values, active
+
+    def decode_arrays(self, u: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """:meth:`decode_columns` as arrays: numbers as floats, categoricals as choice indices.
+
+        No Python value per point: what the sampler's many candidates go through.
+        """
         u = np.asarray(u, dtype=np.float64)
         if u.ndim != 2 or u.shape[1] != self.dim:
             raise ValueError(f"expected an array of shape (n, {self.dim}), got {u.shape}")
         u = np.clip(np.nan_to_num(u, nan=0.5), 0.0, 1.0)
-        values: dict[str, list[Any]] = {}
+        values: dict[str, np.ndarray] = {}
         active: dict[str, np.ndarray] = {}
         for p, b in zip(self.space, self._blocks, strict=True):
-            block = u[:, b.start : b.start + b.width]
-            values[b.name] = _decode_block(b.dist, block)
+            values[b.name] = _block_values(b.dist, u[:, b.start : b.start + b.width])
             if p.condition is None:
                 active[b.name] = np.ones(len(u), dtype=bool)
+                continue
+            parent = self.space.params[p.condition.parent].distribution
+            held = values[p.condition.parent]
+            if isinstance(parent, CategoricalDistribution):  # by choice, then by index
+                meets = np.array([c in p.condition.values for c in parent.choices], dtype=bool)
+                ok = meets[held]
             else:
-                parent_vals = values[p.condition.parent]
-                ok = np.array([v in p.condition.values for v in parent_vals], dtype=bool)
-                active[b.name] = active[p.condition.parent] & ok
+                ok = np.array([v in p.condition.values for v in held], dtype=bool)
+            active[b.name] = active[p.condition.parent] & ok
         return values, active
 
     def canonicalize(self, u: np.ndarray) -> np.ndarray:
@@ -241,8 +255,9 @@ class Encoder:
         another choice. A point with no such parameter is returned as it is.
         """
         u = np.array(u, dtype=np.float64, copy=True)
-        _, active = self.decode_columns(u)
-        movable = [b for b in self._blocks if b.name in self.discrete and b.name not in frozen]
+        _, active = self.decode_arrays(u)
+        discrete = self.discrete
+        movable = [b for b in self._blocks if b.name in discrete and b.name not in frozen]
         if not movable or not len(u):
             return self.canonicalize(u)
         on = np.column_stack([active[b.name] for b in movable])
@@ -349,6 +364,7 @@ def _index(dist: FloatDistribution | IntDistribution, u: np.ndarray) -> np.ndarr
     return np.round((v - float(dist.low)) / step).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1024)
 def _decimals(x: float) -> int:
     """Decimal places of ``x`` as written (``0.0001`` -> 4, ``1000.0`` -> 0, ``1e-05`` -> 5)."""
     exponent = decimal.Decimal(repr(float(x))).as_tuple().exponent
@@ -395,11 +411,21 @@ def _encode_value(dist: BaseDistribution, value: Any, name: str) -> np.ndarray |
 
 
 def _decode_block(dist: BaseDistribution, block: np.ndarray) -> list[Any]:
+    return _python_values(dist, _block_values(dist, block))
+
+
+def _block_values(dist: BaseDistribution, block: np.ndarray) -> np.ndarray:
+    """A block's values: choice indices of a categorical, valid numbers of a numeric."""
     if isinstance(dist, CategoricalDistribution):
-        idx = np.argmax(block, axis=1)
-        return [dist.choices[i] for i in idx]
+        return np.argmax(block, axis=1)
     assert isinstance(dist, FloatDistribution | IntDistribution)
-    values = _from_unit(dist, block[:, 0])
+    return _from_unit(dist, block[:, 0])
+
+
+def _python_values(dist: BaseDistribution, values: np.ndarray) -> list[Any]:
+    """:func:`_block_values` as the Python values a config holds."""
+    if isinstance(dist, CategoricalDistribution):
+        return [dist.choices[i] for i in values]
     if isinstance(dist, IntDistribution):
         return [int(x) for x in values]
     return [float(x) for x in values]

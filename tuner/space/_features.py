@@ -120,6 +120,25 @@ class Feature:
             t = np.log(np.maximum(v, 1e-300)) if self.log else v
         return (t - lo) / (hi - lo)
 
+    def choice_columns(self, values: Sequence[Any], present: np.ndarray) -> np.ndarray:
+        """A categorical's one-hot column of each present value (``-1``: unknown or absent)."""
+        try:
+            exact, index = _choice_index(self.choices)
+        except TypeError:  # an unhashable choice (not one Optuna allows): no exact lookup
+            exact, index = {}, {_choice_key(c): j for j, c in enumerate(self.choices)}
+        out = np.full(len(values), -1, dtype=np.int64)
+        for i in np.flatnonzero(present):
+            v = values[i]
+            try:  # the common case, a value of a choice's own type: no key to build
+                j = exact.get((type(v), v))
+            except TypeError:  # unhashable
+                j = None
+            if j is None:
+                j = index.get(_choice_key(v))
+            if j is not None:
+                out[i] = j
+        return out
+
     def describe(self) -> str:
         """The range it knows, as a person writes it (``1e-04..0.3 log``)."""
         if self.kind == "categorical":
@@ -261,52 +280,53 @@ class FeatureSpace:
 
     def encode_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> np.ndarray:
         """Coordinates from values by parameter (``None``: absent); missing names are absent."""
-        out = np.zeros((n, self.dim), dtype=np.float64)
+        data: dict[str, np.ndarray] = {}
+        present: dict[str, np.ndarray] = {}
         for f in self.features:
             values = columns.get(f.name)
-            cols = self.columns(f.name)
-            block = out[:, cols]
             if values is None:
-                present = np.zeros(n, dtype=bool)
+                continue
+            present[f.name] = on = np.array([v is not None for v in values], dtype=bool)
+            if f.kind == "categorical":
+                data[f.name] = f.choice_columns(values, on)
             else:
-                present = np.array([v is not None for v in values], dtype=bool)
+                data[f.name] = np.zeros(n)
+                data[f.name][on] = [float(v) for v, p in zip(values, on, strict=True) if p]
+        return self.encode_arrays(data, present, n)
+
+    def encode_arrays(
+        self, data: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], n: int
+    ) -> np.ndarray:
+        """:meth:`encode_columns` from arrays: numbers, or a categorical's one-hot columns.
+
+        Args:
+            data: By feature name, ``(n,)``: the numbers of a numeric feature, the column
+                of a categorical's choice (:meth:`Feature.choice_columns`, ``-1``: unknown).
+            present: By feature name, ``(n,)``: where the parameter is set; a missing name
+                is absent everywhere.
+            n: The number of configs.
+        """
+        out = np.zeros((n, self.dim), dtype=np.float64)
+        for f in self.features:
+            block = out[:, self.columns(f.name)]  # a view
+            on = present.get(f.name)
+            on = np.zeros(n, dtype=bool) if on is None else on
             body = block[:, : f.width - int(f.masked)]
             if f.kind == "categorical":
-                _one_hot(f, values, present, body)
+                if on.any():
+                    rows = np.flatnonzero(on & (data[f.name] >= 0))
+                    body[rows, data[f.name][rows]] = 1.0
             else:
                 body[:, 0] = _NEUTRAL
-                if present.any():
-                    nums = np.array(
-                        [float(v) for v, p in zip(values or (), present, strict=True) if p]
-                    )
-                    body[present, 0] = f.encode_numbers(nums)
+                if on.any():
+                    body[on, 0] = f.encode_numbers(data[f.name][on])
             if f.masked:
-                block[:, -1] = present
-            out[:, cols] = block
+                block[:, -1] = on
         return out
 
     def numeric_columns(self) -> np.ndarray:
         """Indices of the numeric value columns (the ones that can leave ``[0, 1]``)."""
         return np.array([self._starts[f.name] for f in self.features if f.numeric], dtype=np.int64)
-
-
-def _one_hot(f: Feature, values: Sequence[Any] | None, present: np.ndarray, body: np.ndarray):
-    if values is None:
-        return
-    try:
-        exact, index = _choice_index(f.choices)
-    except TypeError:  # an unhashable choice (not one Optuna allows): no exact lookup
-        exact, index = {}, {_choice_key(c): j for j, c in enumerate(f.choices)}
-    for i in np.flatnonzero(present):
-        v = values[i]
-        try:  # the common case, a value of a choice's own type: no key to build
-            j = exact.get((type(v), v))
-        except TypeError:  # unhashable
-            j = None
-        if j is None:
-            j = index.get(_choice_key(v))
-        if j is not None:
-            body[i, j] = 1.0
 
 
 @functools.lru_cache(maxsize=256)

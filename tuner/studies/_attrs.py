@@ -12,6 +12,7 @@ What each attribute means is documented in ``docs/attributes.md``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -35,7 +36,7 @@ class Attr:
     legacy: tuple[str, ...] = ()
     kind: type | tuple[type, ...] | None = None
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         """Every name the attribute is read under, the current one first."""
         return (self.key, *self.legacy)
