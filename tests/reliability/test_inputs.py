@@ -185,11 +185,12 @@ def test_a_fifo_as_storage_is_refused_without_hanging(command, tmp_path, monkeyp
         assert "not a regular file" in capsys.readouterr().err
 
 
-def test_an_in_memory_sqlite_url_runs_without_warnings(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("jobs", ["1", "4"])
+def test_an_in_memory_sqlite_url_runs_without_warnings(tmp_path, monkeypatch, capsys, jobs):
+    """One in-memory database for every thread, the heartbeat's and the trials' (--n-jobs)."""
     monkeypatch.chdir(tmp_path)
-    assert (
-        main(["run", *QUAD, "--storage", "sqlite://", "--n-trials", "2", "--progress", "none"])
-        == 0
-    )
-    err = capsys.readouterr().err
+    argv = ["run", *QUAD, "--storage", "sqlite://", "--n-trials", "8", "--progress", "none"]
+    assert main([*argv, "--n-jobs", jobs]) == 0
+    out, err = capsys.readouterr()
     assert "no such table" not in err and "warning" not in err.lower()
+    assert "the study was in memory" in out and "review it" not in out

@@ -370,6 +370,11 @@ def _print_summary(summary: RunSummary, command: str, console: Console) -> None:
         for k, v in best.params.items():
             table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
         console.print(table)
-    console.print("review it: ", Text(command, style="bold"), sep="")
+    from optuna.storages import InMemoryStorage  # loaded already: the run used optuna
+
+    if summary.storage == InMemoryStorage.__name__:
+        console.print("the study was in memory: it ends with this run (--storage FILE keeps it)")
+    else:
+        console.print("review it: ", Text(command, style="bold"), sep="")
     if summary.interrupted:
         console.print("resume it: run the same command again")

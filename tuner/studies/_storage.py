@@ -31,7 +31,6 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
 
 from tuner._errors import MttuneError
 from tuner.studies._journal import HeartbeatJournalStorage, SafeJournalFileBackend
@@ -159,11 +158,11 @@ def open_storage(
             grace_period=grace_period,
             stale_trial_callback=stale_trial_callback,
         )
-    _check_driver(url)
-    engine_kwargs: dict = {}
     if url in ("sqlite://", "sqlite:///:memory:"):
-        # one in-memory database for every thread (the heartbeat's too), not one each
-        engine_kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        # a database that lives in this process only: Optuna's in-memory storage (one lock
+        # for every thread); one SQLite connection shared by threads interleaves transactions
+        return optuna.storages.InMemoryStorage()
+    _check_driver(url)
     try:
         if read_only:
             return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=False)
@@ -172,7 +171,6 @@ def open_storage(
             return _racing_creation(
                 lambda: RDBStorage(
                     url,
-                    engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=stale_trial_callback,
