@@ -223,19 +223,6 @@ def handle_meta_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_FLAGS = {
-    "hidden": "--hidden",
-    "ensemble": "--ensemble",
-    "max_steps": "--max-steps",
-    "inner_steps": "--inner-steps",
-    "max_support": "--max-support",
-    "context": "--context",
-    "points": "--points",
-    "outer_lr": "--outer-lr",
-    "weight_decay": "--weight-decay",
-}
-
-
 def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
     """The network and MAML settings from the flags, and the device, checked up front."""
     from tuner.prior import resolve_device
@@ -255,7 +242,9 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
         )
     except MttuneError as e:
         field, _, rest = str(e).partition(" ")
-        raise MttuneError(f"{_FLAGS.get(field, field)} {rest}") from None
+        # a setting given by a flag is named as the flag (``max_steps``: ``--max-steps``)
+        flag = f"--{field.replace('_', '-')}" if hasattr(args, field) else field
+        raise MttuneError(f"{flag} {rest}") from None
     resolve_device(args.device)
     return model, maml
 

@@ -7,7 +7,7 @@ from tuner._lazy import lazy_exports
 if TYPE_CHECKING:
     from tuner.prior._builtin import BUILTIN_DIR, builtin_names, builtin_path
     from tuner.prior._config import MAMLConfig, ModelConfig
-    from tuner.prior._coverage import PortfolioCoverage
+    from tuner.prior._coverage import MEASURED_STRATEGIES, PortfolioCoverage
     from tuner.prior._file import (
         FORMAT,
         PriorFileError,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "tuner.prior._builtin": ("BUILTIN_DIR", "builtin_names", "builtin_path"),
     "tuner.prior._config": ("MAMLConfig", "ModelConfig"),
-    "tuner.prior._coverage": ("PortfolioCoverage",),
+    "tuner.prior._coverage": ("MEASURED_STRATEGIES", "PortfolioCoverage"),
     "tuner.prior._file": (
         "FORMAT",
         "PriorFileError",
@@ -52,6 +52,7 @@ _EXPORTS = {
 __all__ = [
     "BUILTIN_DIR",
     "FORMAT",
+    "MEASURED_STRATEGIES",
     "AdaptedPrior",
     "Calibration",
     "MAMLConfig",

@@ -14,7 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["PortfolioCoverage", "coverage_of"]
+__all__ = ["MEASURED_STRATEGIES", "PortfolioCoverage", "coverage_of"]
+
+# The first-trial strategies meta-training measures and a prior records (``info
+# ["early_strategy"]["choice"]``), in the order that breaks ties (the model first).
+MEASURED_STRATEGIES = ("model", "hedge")
 
 
 @dataclasses.dataclass(frozen=True)

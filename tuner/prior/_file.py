@@ -48,7 +48,7 @@ from safetensors.torch import save
 from tuner._errors import MttuneError
 from tuner.prior._builtin import builtin_names, builtin_path
 from tuner.prior._config import MAMLConfig, ModelConfig
-from tuner.prior._coverage import PortfolioCoverage
+from tuner.prior._coverage import MEASURED_STRATEGIES, PortfolioCoverage
 from tuner.prior._maml import CONTEXT, inner_lr_shape, surrogate_shapes
 from tuner.prior._prior import BUCKETS, Calibration, MetaPrior
 from tuner.space import FeatureSpace, SearchSpace, SpaceError
@@ -67,8 +67,6 @@ _FORMAT_1 = "mttune-prior/1"
 _MAX_FILE_BYTES = 512 * 1024 * 1024
 _COVERAGE_VALUES = "coverage.values"
 _COVERAGE_OWNERS = "coverage.owners"
-# the first-trial strategies a prior may record (tuner.sampler measures them)
-_EARLY_CHOICES = ("model", "hedge")
 
 
 class PriorFileError(MttuneError, ValueError):
@@ -448,8 +446,8 @@ def _check_info(info: Any, path: Path) -> None:
 
 def _check_early_strategy(record: dict, fail: Callable[[str, str], PriorFileError]) -> None:
     """``info.early_strategy`` (absent in files made before it): the choice and its numbers."""
-    if record.get("choice", "model") not in _EARLY_CHOICES:
-        raise fail("early_strategy.choice", f"must be one of {_EARLY_CHOICES}")
+    if record.get("choice", "model") not in MEASURED_STRATEGIES:
+        raise fail("early_strategy.choice", f"must be one of {MEASURED_STRATEGIES}")
     regret = record.get("mean_regret", {})
     if not isinstance(regret, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in regret.values()

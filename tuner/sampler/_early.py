@@ -21,8 +21,7 @@ import optuna
 
 from tuner._logging import quiet
 from tuner.metadataset import MetaDataset, Task
-from tuner.prior import MetaPrior
-from tuner.sampler._hedge import MEASURED_STRATEGIES
+from tuner.prior import MEASURED_STRATEGIES, MetaPrior
 from tuner.sampler._sampler import MetaPriorSampler
 
 __all__ = ["decide_early_strategy"]

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tuner.prior import MEASURED_STRATEGIES
+
 if TYPE_CHECKING:
     from tuner.prior import MetaPrior
 
 __all__ = [
     "EARLY_STRATEGIES",
-    "MEASURED_STRATEGIES",
     "hedge_scores",
     "resolve_early_strategy",
     "study_weights",
 ]
 
-# What meta-training measures, in the order that breaks ties (the model first).
-MEASURED_STRATEGIES = ("model", "hedge")
 EARLY_STRATEGIES = ("auto", *MEASURED_STRATEGIES)
 
 # How often a past study that resembles the new one orders a pair of its trials the same

@@ -556,7 +556,9 @@ class MetaPriorSampler(BaseSampler):
             others=view.other_configs(study, trial),
             pruned=view.stack(pruned)[0],
             used_rows=_used_portfolio_rows(study, trial),
-            observed_rows=np.array([_row_or(t, -1) for t in rows], dtype=np.int64),
+            observed_rows=np.array(
+                [-1 if (row := _portfolio_row(t)) is None else row for t in rows], dtype=np.int64
+            ),
         )
         # with n_startup_trials=0 the first trial has nothing to adapt to
         surrogate = None
@@ -720,10 +722,10 @@ def _evidence(complete: Sequence[FrozenTrial]) -> list[float]:
     return out
 
 
-def _row_or(trial: FrozenTrial, default: int) -> int:
-    """The trial's portfolio row, or ``default`` when it is not a portfolio config."""
+def _portfolio_row(trial: FrozenTrial) -> int | None:
+    """The trial's portfolio row (``None``: it is not a portfolio config)."""
     row = TrialAttr.PORTFOLIO.get(trial.user_attrs)
-    return row if isinstance(row, int) else default
+    return row if isinstance(row, int) else None
 
 
 def _used_portfolio_rows(study: Study, trial: FrozenTrial) -> np.ndarray:
@@ -736,8 +738,7 @@ def _used_portfolio_rows(study: Study, trial: FrozenTrial) -> np.ndarray:
         [
             row
             for t in study.get_trials(deepcopy=False)
-            if t.number != trial.number
-            and isinstance(row := TrialAttr.PORTFOLIO.get(t.user_attrs), int)
+            if t.number != trial.number and (row := _portfolio_row(t)) is not None
         ],
         dtype=np.int64,
     )
