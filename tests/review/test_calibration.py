@@ -8,6 +8,7 @@ widening can be counted.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -21,7 +22,7 @@ from tests.review.conftest import noisy_study, quad
 from tuner._gp import GPParams, GPPosterior
 from tuner.review import Calibration, read_study, review_data
 from tuner.review._calibration import calibrate, conformal_factor
-from tuner.review._confidence import analyse
+from tuner.review._confidence import _probability_of_best, analyse
 from tuner.studies import open_storage
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -135,6 +136,21 @@ def test_the_widened_interval_is_the_model_interval_times_the_factor(heavy):
         _, cov = a.gp.selection_aware(a.codec.encode([e.group.params for e in once]))
         model_sd = np.sqrt(np.diag(cov))
         np.testing.assert_allclose([e.se for e in once], model_sd * a.calibration.factor)
+
+
+def test_p_best_draws_from_the_widened_posterior(heavy):
+    """Where the intervals widen, P(best) is on the whole less sure of its leaders."""
+    widened = [a for a in heavy if a.calibration.factor > 1.05]
+    assert len(widened) >= 4, f"{len(widened)} heavy-tailed studies widened their intervals"
+    leaders = {"model": [], "widened": []}
+    for a in widened:
+        top = a.candidates[: a.top_k]
+        assert sum(e.p_best for e in top) == pytest.approx(1.0)
+        for name, factor in (("model", 1.0), ("widened", a.calibration.factor)):
+            again = [copy.copy(e) for e in top]
+            _probability_of_best(again, a.gp, a.codec, np.random.default_rng(0), factor=factor)
+            leaders[name].append(max(e.p_best for e in again))
+    assert np.mean(leaders["widened"]) < np.mean(leaders["model"]), leaders
 
 
 @pytest.mark.parametrize(("df", "widened"), [(2.0, True), (None, False)])

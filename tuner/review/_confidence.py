@@ -260,7 +260,8 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         once = [Estimate(g, float(g.y.min()), None, 0.0, "single", g.n) for g in chosen]
 
     candidates = sorted(repeated + once, key=lambda e: (e.bound, e.mean))
-    _probability_of_best(candidates[:top_k], gp, codec, rng)
+    factor = 1.0 if calibration is None else calibration.factor
+    _probability_of_best(candidates[:top_k], gp, codec, rng, factor=factor)
 
     best_est = None
     if best_row is not None:
@@ -334,9 +335,18 @@ def _noise(
 
 
 def _probability_of_best(
-    top: list[Estimate], gp: GaussianProcess | None, codec: Codec, rng: np.random.Generator
+    top: list[Estimate],
+    gp: GaussianProcess | None,
+    codec: Codec,
+    rng: np.random.Generator,
+    *,
+    factor: float = 1.0,
 ) -> None:
-    """Set ``p_best`` on the top candidates by Monte Carlo over their posteriors."""
+    """Set ``p_best`` on the top candidates by Monte Carlo over their posteriors.
+
+    The surrogate's joint posterior is widened by the calibration ``factor``, as its intervals
+    are, so that ``P(best)`` and the intervals tell the same story.
+    """
     if not top:
         return
     if len(top) == 1:
@@ -348,6 +358,7 @@ def _probability_of_best(
     surrogate = [j for j, e in enumerate(top) if e.method == "surrogate"]
     if surrogate and gp is not None:
         mean, cov = gp.selection_aware(codec.encode([top[j].group.params for j in surrogate]))
+        cov = cov * factor**2
         jitter = 1e-12 * max(float(np.trace(cov)), 1e-300)
         draws[:, surrogate] = rng.multivariate_normal(
             mean, cov + jitter * np.eye(len(mean)), size=_DRAWS, method="eigh"

@@ -337,5 +337,6 @@ def _confidence(analysis: Analysis) -> dict[str, Any]:
             for r, e in enumerate(analysis.candidates[: analysis.top_k])
         ],
         "p_best_method": "Monte Carlo over the top-k candidates' posteriors "
-        "(joint Gaussian-process draws; Student-t draws for repeated configs)",
+        "(joint Gaussian-process draws, widened by the calibration factor; Student-t draws "
+        "for repeated configs)",
     }
