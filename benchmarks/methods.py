@@ -43,6 +43,8 @@ ALL_METHODS = (
     "mttune-metasgd",
     "mttune-support48",
     "mttune-cavia",
+    "mttune-cavia-lr01",
+    "mttune-cavia-lr03",
     "mttune-nogp",
     "mttune-model",
     "mttune-hedge",
@@ -56,6 +58,8 @@ ABLATION_PRIORS = {
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
     "mttune-support48": ("support48", "--max-support 48"),
     "mttune-cavia": ("cavia", "--context 4"),
+    "mttune-cavia-lr01": ("cavia-lr01", "--context 4 --context-lr 0.1"),
+    "mttune-cavia-lr03": ("cavia-lr03", "--context 4 --context-lr 0.3"),
 }
 
 
@@ -388,6 +392,12 @@ def make_method(
         ),
         "mttune-cavia": lambda: MetaPriorSampler(
             _need(ctx.ablation_priors.get("cavia")), seed=seed
+        ),
+        "mttune-cavia-lr01": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("cavia-lr01")), seed=seed
+        ),
+        "mttune-cavia-lr03": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("cavia-lr03")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
         "mttune-model": lambda: MetaPriorSampler(

@@ -21,6 +21,8 @@ ABLATION = (
     ("mttune-metasgd", "Meta-SGD step sizes (`--inner-lr-shape element`)"),
     ("mttune-support48", "support sets up to 48 trials (`--max-support 48`)"),
     ("mttune-cavia", "CAVIA, a context of 4 adapted alone (`--context 4`)"),
+    ("mttune-cavia-lr01", "CAVIA, context step size from 0.1 (`--context 4 --context-lr 0.1`)"),
+    ("mttune-cavia-lr03", "CAVIA, context step size from 0.3 (`--context 4 --context-lr 0.3`)"),
     ("mttune-nogp", "MAML adaptation, no residual GP"),
     ("gp-only", "the GP, no prior"),
 )

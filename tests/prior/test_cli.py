@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -84,11 +86,16 @@ def test_meta_train_then_show(past, capsys):
     assert "validation" in data and "versions" in data
 
 
-def test_a_prior_without_maml_says_so(past, capsys):
+def _short_meta_train(past, *flags: str) -> tuple[list[str], Path]:
+    """A 20-step ``mttune meta-train`` of the past studies with ``flags``: its args, output."""
     tmp_path, space_file = past
     out = tmp_path / "p.safetensors"
     args = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
-    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--inner-steps", "0"]
+    return [*args, "-o", str(out), "--max-steps", "20", "--quiet", *flags], out
+
+
+def test_a_prior_without_maml_says_so(past, capsys):
+    args, out = _short_meta_train(past, "--inner-steps", "0")
     assert main(args) == 0, capsys.readouterr().err
     assert "no MAML (multi-task regression, 5 adaptation steps)" in capsys.readouterr().out
     assert main(["prior", "show", str(out)]) == 0
@@ -97,11 +104,7 @@ def test_a_prior_without_maml_says_so(past, capsys):
 
 
 def test_meta_train_with_meta_sgd_step_sizes(past, capsys):
-    tmp_path, space_file = past
-    out = tmp_path / "p.safetensors"
-    args = ["meta-train", "--space", str(space_file), "--from", str(tmp_path / "*.db")]
-    args += ["-o", str(out), "--max-steps", "20", "--quiet", "--outer-lr", "0.002"]
-    args += ["--inner-lr-shape", "element"]
+    args, out = _short_meta_train(past, "--outer-lr", "0.002", "--inner-lr-shape", "element")
     assert main(args) == 0, capsys.readouterr().err
     prior = load_prior(out)
     assert prior.maml.inner_lr_shape == "element" and prior.maml.outer_lr == 0.002
@@ -110,6 +113,17 @@ def test_meta_train_with_meta_sgd_step_sizes(past, capsys):
     with pytest.raises(SystemExit):
         main([*args[:-1], "row"])
     assert "invalid choice: 'row'" in capsys.readouterr().err
+
+
+def test_meta_train_stores_the_cavia_context_step_size(past, capsys):
+    from tuner.prior._maml import CONTEXT
+
+    args, out = _short_meta_train(past, "--context", "2", "--context-lr", "0.3")
+    assert main(args) == 0, capsys.readouterr().err
+    prior = load_prior(out)
+    assert prior.maml.context == 2 and prior.maml.context_lr == 0.3
+    # learned from 0.3, clamped at 10 times it
+    assert float(prior.log_lrs[CONTEXT].max()) <= math.log(3.0) + 1e-6
 
 
 def test_meta_train_named_studies_and_too_little_data(past, capsys):
@@ -179,6 +193,7 @@ def test_cuda_without_gpu_is_a_clear_error(past, capsys):
         (["--context", "65"], "--context must be in 0..64, got 65"),
         (["--outer-lr", "0"], "--outer-lr must be > 0, got 0.0"),
         (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+        (["--context-lr", "0"], "--context-lr must be > 0, got 0.0"),
     ],
 )
 def test_bad_settings_are_refused_before_the_studies_are_read(tmp_path, capsys, flags, needle):

@@ -323,6 +323,13 @@ def test_a_file_from_before_inner_lr_shape_loads_with_per_tensor_step_sizes(
     )
 
 
+def test_a_file_from_before_context_lr_loads_with_a_context_step_size_of_1(saved, tmp_path):
+    def downgrade(m):
+        del m["maml"]["context_lr"]
+
+    assert load_prior(_rewrite(saved, tmp_path, meta=downgrade)).maml.context_lr == 1.0
+
+
 def test_step_sizes_of_the_wrong_shape_for_inner_lr_shape(saved, tmp_path):
     def claim_element(m):
         m["maml"]["inner_lr_shape"] = "element"

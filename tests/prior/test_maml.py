@@ -254,6 +254,24 @@ def test_a_negative_weight_decay_is_refused():
         MAMLConfig(weight_decay=-0.1)
 
 
+def test_a_context_step_size_that_is_not_positive_is_refused():
+    from tuner._errors import MttuneError
+
+    with pytest.raises(MttuneError, match=r"context_lr must be > 0, got -0.5"):
+        MAMLConfig(context=4, context_lr=-0.5)
+
+
+def test_cavia_starts_its_context_step_size_at_context_lr():
+    from tuner.prior._maml import CONTEXT
+
+    ds = bowl_family(6, 30, seed=2)
+    maml = MAMLConfig(max_steps=1, val_every=1, meta_batch=4, context=2, context_lr=0.1)
+    prior = meta_train(ds, model=SMALL_MODEL, maml=maml, seed=0)
+    assert prior.maml.context_lr == 0.1
+    # one Adam step (lr 5e-3) from log 0.1, far from the default's log 1.0
+    assert float((prior.log_lrs[CONTEXT] - math.log(0.1)).abs().max()) < 0.05
+
+
 def test_a_context_without_inner_steps_is_refused():
     from tuner._errors import MttuneError
 

@@ -107,6 +107,13 @@ def configure_meta_train(p: argparse.ArgumentParser) -> None:
         f"(default {MAMLConfig.context}: the inner loop adapts every weight)",
     )
     p.add_argument(
+        "--context-lr",
+        type=float,
+        default=MAMLConfig.context_lr,
+        help="CAVIA: initial step size of the context, learned up to 10 times it "
+        f"(default {MAMLConfig.context_lr})",
+    )
+    p.add_argument(
         "--max-support",
         type=int,
         default=MAMLConfig.max_support,
@@ -238,6 +245,7 @@ def _settings(args: argparse.Namespace) -> tuple[ModelConfig, MAMLConfig]:
             inner_lr_shape=args.inner_lr_shape,
             max_support=args.max_support,
             context=args.context,
+            context_lr=args.context_lr,
             points=args.points,
         )
     except MttuneError as e:

@@ -48,8 +48,10 @@ class MAMLConfig:
             the inner loop move only what transfers. Files without it are ``"tensor"``.
         context: CAVIA (Zintgraf et al. 2019): the size of a context vector fed to the
             network beside the config, set to 0 for each task and the only thing the inner
-            loop adapts (its step size learned, from 1); the weights are learned by the outer
-            loop only. ``0`` (files without it): the inner loop adapts every weight.
+            loop adapts (its step size learned, from ``context_lr``); the weights are learned by
+            the outer loop only. ``0`` (files without it): the inner loop adapts every weight.
+        context_lr: Initial step size of the CAVIA context (Zintgraf et al. use 1.0); learned,
+            at most 10 times it. Files without it are ``1.0``.
         first_order: Drop second-order terms (first-order MAML): faster, usually a bit worse.
         outer_lr: Adam learning rate of the meta-parameters.
         weight_decay: Decoupled weight decay (AdamW) of the network's meta-parameters (not of
@@ -73,6 +75,7 @@ class MAMLConfig:
     learn_inner_lr: bool = True
     inner_lr_shape: str = "tensor"
     context: int = 0
+    context_lr: float = 1.0
     first_order: bool = False
     outer_lr: float = 5e-3
     weight_decay: float = 0.0
@@ -100,6 +103,7 @@ class MAMLConfig:
             "context (CAVIA) needs inner_steps >= 1: the inner loop is what fits it",
             self.inner_steps,
         )
+        _check(self.context_lr > 0, "context_lr must be > 0", self.context_lr)
         _check(self.outer_lr > 0, "outer_lr must be > 0", self.outer_lr)
         _check(self.weight_decay >= 0, "weight_decay must be >= 0", self.weight_decay)
         _check(self.meta_batch >= 1, "meta_batch must be >= 1", self.meta_batch)

@@ -36,8 +36,6 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 # Support sizes of the fixed validation episodes (capped by each task's size).
 VAL_SHOTS = (0, 1, 3, 5, 10, 20)
 PORTFOLIO_PER_TASK = 3
-# CAVIA's initial context step size (Zintgraf et al. use 1.0); learned, at most 10 times it
-CONTEXT_LR = 1.0
 
 
 @dataclasses.dataclass
@@ -172,7 +170,7 @@ class _Learner:
         log_lrs = {
             k: torch.full(
                 shape,
-                math.log(CONTEXT_LR if k == CONTEXT else maml.inner_lr),
+                math.log(maml.context_lr if k == CONTEXT else maml.inner_lr),
                 device=dev,
                 requires_grad=maml.learn_inner_lr,
             )
@@ -210,7 +208,8 @@ class _Learner:
         self.opt.step()
         with torch.no_grad():
             for k, v in self.log_lrs.items():
-                v.clamp_(math.log(1e-4), math.log(10.0 * CONTEXT_LR if k == CONTEXT else 1.0))
+                high = 10.0 * maml.context_lr if k == CONTEXT else 1.0  # CAVIA: 10x its start
+                v.clamp_(math.log(1e-4), math.log(high))
 
     def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Copies of the parameters and the inner log learning rates."""
