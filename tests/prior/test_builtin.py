@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from tuner.cli import main
-from tuner.prior import BUILTIN_DIR, PriorFileError, builtin_names, load_prior
+from tuner.prior import BUILTIN_DIR, MEASURED_STRATEGIES, PriorFileError, builtin_names, load_prior
 from tuner.sampler import MetaPriorSampler
 from tuner.space import load_space
 from tuner.studies import StudyAttr, TrialAttr
@@ -83,6 +83,11 @@ def test_shipped_file_loads_small_with_provenance_and_its_space_hash(name):
     assert {"0-shot", "10-shot"} <= set(prior.info["validation"])
     assert prior.info["validation"]["10-shot"]["kendall_tau"] > 0.2  # it learned something
     assert "seconds" not in prior.info["training"]  # nothing that varies between builds
+    early = prior.info["early_strategy"]  # measured as meta-train does, the model kept
+    assert early["measured_choice"] in MEASURED_STRATEGIES and "seconds" not in early
+    assert early["choice"] == "model" and MetaPriorSampler(prior).early_strategy == "model"
+    assert set(early["mean_regret"]) == set(MEASURED_STRATEGIES) and len(early["studies"]) >= 5
+    assert prior.coverage is not None  # what the hedge and the measurement need
     assert all(f.help for f in prior.features)
 
 

@@ -170,6 +170,14 @@ def test_huge_settings_in_the_header_are_refused_before_any_allocation(saved, tm
         (lambda i: i["versions"].update(torch=2), "'info.versions'"),
         (lambda i: i.update(early_strategy={"choice": "x"}), "'info.early_strategy.choice'"),
         (
+            lambda i: i.update(early_strategy={"measured_choice": "tpe"}),
+            "'info.early_strategy.measured_choice' must be one of",
+        ),
+        (
+            lambda i: i.update(early_strategy={"reason": ["kept"]}),
+            "'info.early_strategy.reason' must be a string",
+        ),
+        (
             lambda i: i.update(early_strategy={"mean_regret": {"model": "low"}}),
             "'info.early_strategy.mean_regret' must map strategies to numbers",
         ),

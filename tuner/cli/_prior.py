@@ -357,8 +357,10 @@ def _print_early(record: dict | None, console: Console) -> None:
         console.print(f"first trials: {record.get('choice')} ({record.get('note')})")
         return
     numbers = ", ".join(f"{k} {v:.3f}" for k, v in regret.items())
+    reason = f"; {record['reason']}" if record.get("reason") else ""
     console.print(
-        f"first trials: {record.get('choice')}; {record.get('note')}: {numbers}", markup=False
+        f"first trials: {record.get('choice')}; {record.get('note')}: {numbers}{reason}",
+        markup=False,
     )
 
 

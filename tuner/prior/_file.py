@@ -446,8 +446,11 @@ def _check_info(info: Any, path: Path) -> None:
 
 def _check_early_strategy(record: dict, fail: Callable[[str, str], PriorFileError]) -> None:
     """``info.early_strategy`` (absent in files made before it): the choice and its numbers."""
-    if record.get("choice", "model") not in MEASURED_STRATEGIES:
-        raise fail("early_strategy.choice", f"must be one of {MEASURED_STRATEGIES}")
+    for key in ("choice", "measured_choice"):
+        if record.get(key, "model") not in MEASURED_STRATEGIES:
+            raise fail(f"early_strategy.{key}", f"must be one of {MEASURED_STRATEGIES}")
+    if not isinstance(record.get("reason", ""), str):
+        raise fail("early_strategy.reason", "must be a string")
     regret = record.get("mean_regret", {})
     if not isinstance(regret, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in regret.values()
