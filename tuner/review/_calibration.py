@@ -24,7 +24,7 @@ from scipy import stats
 
 from tuner._gp import GPPosterior, single_threaded
 
-__all__ = ["Calibration", "calibrate", "conformal_factor"]
+__all__ = ["Calibration", "calibrate", "conformal_factor", "normal_quantile"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,11 @@ class Calibration:
         }
 
 
+def normal_quantile(level: float) -> float:
+    """The two-sided standard normal quantile of ``level``: 1.96 at 0.95."""
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
 def conformal_factor(scores: np.ndarray, *, level: float) -> Calibration:
     """The widening factor of ``level`` intervals from standardised residuals ``scores``.
 
@@ -87,7 +92,7 @@ def conformal_factor(scores: np.ndarray, *, level: float) -> Calibration:
     n = s.size
     rank = min(math.ceil((n + 1) * level), n)  # 1-based rank of the conformal quantile
     quantile = float(np.partition(s, rank - 1)[rank - 1])
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = normal_quantile(level)
     return Calibration(
         factor=max(1.0, quantile / z),
         residuals=n,

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from tuner.review._calibration import Calibration, calibrate
+from tuner.review._calibration import Calibration, calibrate, normal_quantile
 from tuner.review._configs import (
     Codec,
     ConfigGroup,
@@ -151,10 +151,6 @@ class Analysis:
         return next((e for e in self.candidates if e.group.key == key), None)
 
 
-def _normal_quantile(level: float) -> float:
-    return float(stats.norm.ppf(0.5 + level / 2))
-
-
 def _t_quantile(level: float, df: int) -> float:
     return float(stats.t.ppf(0.5 + level / 2, df))
 
@@ -251,7 +247,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         mean, cov = gp.selection_aware(codec.encode([g.params for g in chosen]))
         assert calibration is not None
         sd = np.sqrt(np.maximum(np.diag(cov), 0.0)) * calibration.factor
-        q = _normal_quantile(level)
+        q = normal_quantile(level)
         once = [
             Estimate(g, float(m), float(s), q, "surrogate", g.n)
             for g, m, s in zip(chosen, mean, sd, strict=True)
