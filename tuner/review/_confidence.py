@@ -24,8 +24,8 @@ enters this bound, so the choice accounts for the selection too. Once ``mttune v
 measured configs, only measured configs are recommended; single-run candidates with a better
 bound are listed as "promising, verify it" (:func:`choose`). ``P(best)`` of each of the
 top-k candidates is the Monte-Carlo probability that it is truly the best of them (joint
-Gaussian-process posterior draws, as the model has them, not widened; independent Student-t
-draws for repeated configs).
+Gaussian-process posterior draws, widened by the same factor as the intervals; independent
+Student-t draws for repeated configs).
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         rows = complete[spread_subset(y[complete], _SURROGATE_ROWS, rng)]
         gp = fit_gaussian_process(codec.encode([data.params[i] for i in rows]), y[rows], seed=seed)
     calibration = None if gp is None else calibrate(gp.process, level=level)
+    factor = 1.0 if calibration is None else calibration.factor  # widens the surrogate's se
 
     # Repeated configs: their own runs.
     multi = index.repeated()
@@ -245,8 +246,7 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
     chosen = [index.group_of_row(int(i)) for i in chosen_rows]
     if gp is not None and chosen:
         mean, cov = gp.selection_aware(codec.encode([g.params for g in chosen]))
-        assert calibration is not None
-        sd = np.sqrt(np.maximum(np.diag(cov), 0.0)) * calibration.factor
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0)) * factor
         q = normal_quantile(level)
         once = [
             Estimate(g, float(m), float(s), q, "surrogate", g.n)
@@ -256,7 +256,6 @@ def analyse(data: StudyData, *, top_k: int = 5, level: float = 0.95, seed: int =
         once = [Estimate(g, float(g.y.min()), None, 0.0, "single", g.n) for g in chosen]
 
     candidates = sorted(repeated + once, key=lambda e: (e.bound, e.mean))
-    factor = 1.0 if calibration is None else calibration.factor
     _probability_of_best(candidates[:top_k], gp, codec, rng, factor=factor)
 
     best_est = None
