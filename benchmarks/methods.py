@@ -48,6 +48,7 @@ ALL_METHODS = (
     "mttune-nogp",
     "mttune-model",
     "mttune-hedge",
+    "mttune-nomaml-model",
     "gp-only",
 )
 SLOW_METHODS = ("gp",)
@@ -55,6 +56,7 @@ SLOW_METHODS = ("gp",)
 ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
+    "mttune-nomaml-model": ("nomaml", "--inner-steps 0"),
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
     "mttune-support48": ("support48", "--max-support 48"),
     "mttune-cavia": ("cavia", "--context 4"),
@@ -405,6 +407,11 @@ def make_method(
         ),
         "mttune-hedge": lambda: MetaPriorSampler(
             _need(ctx.prior), seed=seed, early_strategy="hedge"
+        ),
+        # no MAML with the first trials by the model, as `mttune-model` for MAML: the
+        # hedge's first trials ignore the network, so this is the like-for-like ablation
+        "mttune-nomaml-model": lambda: MetaPriorSampler(
+            _need(ctx.ablation_priors.get("nomaml")), seed=seed, early_strategy="model"
         ),
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),
         "meta-learn-tpe": lambda: meta_learn_tpe(
