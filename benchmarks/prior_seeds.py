@@ -47,7 +47,14 @@ def _curves(folder: Path, direction: str, methods) -> dict[str, np.ndarray]:
         for line in f.read_text().splitlines()
         if (r := json.loads(line))["method"] in dict(methods)
     ]
-    return regret_curves(runs, refs, direction)
+    curves = regret_curves(runs, refs, direction)
+    missing = [m for m, _ in methods if m not in curves]
+    if missing:
+        raise SystemExit(
+            f"{folder} has no runs of {', '.join(missing)}: run the transfer benchmark there "
+            f"with --methods {','.join(m for m, _ in methods)}"
+        )
+    return curves
 
 
 def table(folders: Sequence[Path], direction: str, pair: str = "shipped") -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.prior_seeds import table
 
 
@@ -26,3 +28,9 @@ def test_rows_per_seed_their_spread_and_the_pooled_target(tmp_path):
     assert "| MAML (default) | mean ± sd | 0.600 ± 0.283 | 0.200 ± 0.141 |" in lines
     # pooled at 3: 0.2 vs 0.3 (33 % lower, met); at 1: 0.6 vs 0.4 (higher, missed)
     assert lines[-1] == "| target: MAML vs no MAML | pooled | missed (-50 %) | met (+33 %) |"
+
+
+def test_a_folder_without_the_pairs_runs_says_what_to_run(tmp_path):
+    shipped = _folder(tmp_path, "s0", {"mttune": [0.4], "mttune-nomaml": [0.4]})
+    with pytest.raises(SystemExit, match="--methods mttune-model,mttune-nomaml-model"):
+        table([shipped], "minimize", pair="model")
