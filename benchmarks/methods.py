@@ -56,7 +56,7 @@ SLOW_METHODS = ("gp",)
 ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
-    "mttune-nomaml-model": ("nomaml", "--inner-steps 0"),
+    "mttune-nomaml-model": ("nomaml", "--inner-steps 0"),  # the same prior, meta-trained once
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
     "mttune-support48": ("support48", "--max-support 48"),
     "mttune-cavia": ("cavia", "--context 4"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import ABLATION_BUDGETS, _target_cells, regret_curves
+from benchmarks.report import ABLATION_BUDGETS, regret_curves, target_cells
 
 # the pairs compared: as shipped (each prior's measured first-trial strategy), and like for
 # like (both priors' first trials by their model; the hedge's ignore the network)
@@ -41,11 +41,12 @@ PAIRS = {
 def _curves(folder: Path, direction: str, methods) -> dict[str, np.ndarray]:
     raw = folder / "raw"
     refs = json.loads(next(raw.rglob("reference.json")).read_text())
+    names = {m for m, _ in methods}
     runs = [
         r
         for f in sorted(raw.rglob("runs.jsonl"))
         for line in f.read_text().splitlines()
-        if (r := json.loads(line))["method"] in dict(methods)
+        if (r := json.loads(line))["method"] in names
     ]
     curves = regret_curves(runs, refs, direction)
     missing = [m for m, _ in methods if m not in curves]
@@ -81,7 +82,7 @@ def table(folders: Sequence[Path], direction: str, pair: str = "shipped") -> lis
         lines.append(f"| {what} | mean ± sd | {cells} |")
     (maml, _), (plain, _) = methods
     pooled = {m: np.vstack([c[m] for c in per_seed]) for m in (maml, plain)}
-    cells = _target_cells(pooled[maml], pooled[plain], budgets)
+    cells = target_cells(pooled[maml], pooled[plain], budgets)
     lines.append("| target: MAML vs no MAML | pooled | " + " | ".join(cells) + " |")
     return lines
 

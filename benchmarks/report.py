@@ -241,7 +241,7 @@ def ablation_table(curves) -> list[str]:
             if m in ("mttune-nomaml", "mttune-nogp", "gp-only"):
                 continue
             who = "default" if m == "mttune" else f"`{m}`"
-            cells = _target_cells(curves[m], curves["mttune-nomaml"], budgets)
+            cells = target_cells(curves[m], curves["mttune-nomaml"], budgets)
             lines.append(f"| target: {who} vs no MAML | " + " | ".join(cells) + " |")
         lines += [
             "",
@@ -252,7 +252,7 @@ def ablation_table(curves) -> list[str]:
     return lines
 
 
-def _target_cells(curve: np.ndarray, nomaml: np.ndarray, budgets: list[int]) -> list[str]:
+def target_cells(curve: np.ndarray, nomaml: np.ndarray, budgets: list[int]) -> list[str]:
     """Issue 21's target per budget: met or missed, and how much lower the regret is."""
     cells = []
     for b in budgets:

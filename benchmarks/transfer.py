@@ -371,14 +371,18 @@ def prepare_fold(args, suite, methods, test_tasks, train_tasks, raw: Path):
         meta_learn_tpe=str(args.meta_learn_tpe),
     )
     ctx.portfolio = greedy_portfolio(ctx.past)
+    trained: dict[str, float] = {}  # prior name -> seconds: methods may share a prior
     for method, (name, extra) in ABLATION_PRIORS.items():
-        if method in methods:
+        if method not in methods:
+            continue
+        if name not in trained:
             path = raw / f"prior-{name}.safetensors"
-            seconds[method] = meta_train(
+            trained[name] = meta_train(
                 space_file, db, path, f"{args.meta_train_args} {extra}", args.retrain
             )
             ctx.ablation_priors[name] = load_prior(path)
-            print(f"meta-train ({method}): {seconds[method]:.1f}s", flush=True)
+            print(f"meta-train ({name}): {trained[name]:.1f}s", flush=True)
+        seconds[method] = trained[name]
     if "mttune-misleading" in methods:
         inv = raw / "past_studies_inverted.db"
         invert_studies(db, inv)

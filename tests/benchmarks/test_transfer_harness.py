@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -151,14 +152,21 @@ def test_harness_runs_the_ablation_and_the_peer(table_suite, tmp_path):
 
 
 def test_an_ablation_of_mttune_variants_alone_reports_each_against_no_maml(table_suite, tmp_path):
-    """Only prior variants, no other method (this crashed on the ranks), Meta-SGD among them."""
-    methods = ["mttune", "mttune-nomaml", "mttune-metasgd"]
+    """Only prior variants, no other method (this crashed on the ranks), Meta-SGD among them.
+
+    Two methods on one prior (no MAML, with each first-trial strategy) meta-train it once,
+    even with ``--retrain``.
+    """
+    methods = ["mttune", "mttune-nomaml", "mttune-nomaml-model", "mttune-metasgd"]
     out = tmp_path / "variants"
     argv = ["--suite", f"table:{table_suite}", "--test-tasks", "2", "--train-trials", "12"]
     argv += ["--budget", "6", "--seeds", "1", "--workers", "1", "--methods", ",".join(methods)]
-    argv += ["--meta-train-args", "--max-steps 20", "--out", str(out)]
+    argv += ["--meta-train-args", "--max-steps 20", "--retrain", "--out", str(out)]
     assert main(argv) == 0
     md = (out / "results.md").read_text()
+    train = next(line for line in md.splitlines() if line.startswith("Meta-training"))
+    seconds = dict(re.findall(r"(mttune-nomaml(?:-model)?) ([\d.]+) s", train))
+    assert len(seconds) == 2 and seconds["mttune-nomaml"] == seconds["mttune-nomaml-model"]
     assert "| target: default vs no MAML |" in md
     assert "| target: `mttune-metasgd` vs no MAML |" in md
     assert load_prior(out / "raw" / "prior-metasgd.safetensors").maml.inner_lr_shape == "element"
