@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 from tuner.metadataset import MetaDataset, observation_targets
-from tuner.prior import MetaPrior
+from tuner.prior import MEASURED_STRATEGIES, MetaPrior
 from tuner.sampler import MetaPriorSampler
 from tuner.sampler._acquisition import candidates, expected_improvement
 from tuner.sampler._gp import ResidualGP, fit_gp
@@ -47,8 +47,13 @@ ALL_METHODS = (
     "mttune-cavia-lr03",
     "mttune-nogp",
     "mttune-model",
+    "mttune-hedge-1",
+    "mttune-hedge-3",
     "mttune-hedge",
     "mttune-nomaml-model",
+    "mttune-nomaml-hedge-1",
+    "mttune-nomaml-hedge-3",
+    "mttune-nomaml-hedge",
     "gp-only",
 )
 SLOW_METHODS = ("gp",)
@@ -56,7 +61,11 @@ SLOW_METHODS = ("gp",)
 ABLATION_PRIORS = {
     "mttune-fomaml": ("fomaml", "--first-order"),
     "mttune-nomaml": ("nomaml", "--inner-steps 0"),
-    "mttune-nomaml-model": ("nomaml", "--inner-steps 0"),  # the same prior, meta-trained once
+    # the same prior, meta-trained once, with each first-trial strategy
+    **{
+        f"mttune-nomaml-{strategy}": ("nomaml", "--inner-steps 0")
+        for strategy in MEASURED_STRATEGIES
+    },
     "mttune-metasgd": ("metasgd", "--inner-lr-shape element"),
     "mttune-support48": ("support48", "--max-support 48"),
     "mttune-cavia": ("cavia", "--context 4"),
@@ -402,17 +411,20 @@ def make_method(
             _need(ctx.ablation_priors.get("cavia-lr03")), seed=seed
         ),
         "mttune-nogp": lambda: MetaPriorSampler(_need(ctx.prior), seed=seed, residual_gp=False),
-        "mttune-model": lambda: MetaPriorSampler(
-            _need(ctx.prior), seed=seed, early_strategy="model"
-        ),
-        "mttune-hedge": lambda: MetaPriorSampler(
-            _need(ctx.prior), seed=seed, early_strategy="hedge"
-        ),
-        # no MAML with the first trials by the model, as `mttune-model` for MAML: the
-        # hedge's first trials ignore the network, so this is the like-for-like ablation
-        "mttune-nomaml-model": lambda: MetaPriorSampler(
-            _need(ctx.ablation_priors.get("nomaml")), seed=seed, early_strategy="model"
-        ),
+        # each first-trial strategy forced, for both priors: `mttune-nomaml-model` against
+        # `mttune-model` is the like-for-like ablation (the hedged trials ignore the network)
+        **{
+            f"mttune-{strategy}": lambda s=strategy: MetaPriorSampler(
+                _need(ctx.prior), seed=seed, early_strategy=s
+            )
+            for strategy in MEASURED_STRATEGIES
+        },
+        **{
+            f"mttune-nomaml-{strategy}": lambda s=strategy: MetaPriorSampler(
+                _need(ctx.ablation_priors.get("nomaml")), seed=seed, early_strategy=s
+            )
+            for strategy in MEASURED_STRATEGIES
+        },
         "gp-only": lambda: PriorFreeGP(space or ctx.past.space, seed=seed),
         "meta-learn-tpe": lambda: meta_learn_tpe(
             _need_path(ctx.meta_learn_tpe, "--meta-learn-tpe"),

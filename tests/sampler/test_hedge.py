@@ -8,9 +8,9 @@ import pytest
 
 from tests.sampler.conftest import CENTRE, SPACE, bowl
 from tuner.metadataset import MetaDataset
-from tuner.prior import PortfolioCoverage
+from tuner.prior import MEASURED_STRATEGIES, PortfolioCoverage
 from tuner.sampler import MetaPriorSampler, decide_early_strategy
-from tuner.sampler._hedge import hedge_scores, study_weights
+from tuner.sampler._hedge import hedge_scores, hedged_trials, study_weights
 from tuner.studies import TrialAttr
 
 
@@ -76,6 +76,20 @@ def test_hedged_first_trials_are_distinct_portfolio_configs_best_mean_first(xy_p
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
 
 
+def test_hedge_k_hedges_the_first_k_trials_then_the_model_chooses(xy_prior):
+    assert [hedged_trials(s, 10) for s in MEASURED_STRATEGIES] == [0, 1, 3, 10]
+    assert hedged_trials("hedge-3", 2) == 2  # never beyond the portfolio trials
+    hedge, model, three = (_run(xy_prior, s, 6) for s in ("hedge", "model", "hedge-3"))
+    params = [[t.params for t in study.trials] for study in (hedge, model, three)]
+    assert params[2][:3] == params[0][:3]  # hedged like "hedge" ...
+    assert params[2][3:] != params[0][3:]  # ... then the model chooses
+    assert params[0][:3] != params[1][:3]
+    # the trials the prior chose are portfolio configs not yet tried, hedged or not
+    chosen = [t for t in three.trials if TrialAttr.SOURCE.get(t.user_attrs) != "fallback"]
+    rows = [TrialAttr.PORTFOLIO.get(t.user_attrs) for t in chosen]
+    assert len(rows) >= 4 and None not in rows and len(set(rows)) == len(rows)
+
+
 def test_auto_follows_the_measured_choice_and_hedge_needs_coverage(xy_prior):
     assert MetaPriorSampler(xy_prior).early_strategy in ("model", "hedge")
     local = xy_prior.without_source(0)
@@ -83,6 +97,8 @@ def test_auto_follows_the_measured_choice_and_hedge_needs_coverage(xy_prior):
     assert MetaPriorSampler(local).early_strategy == "hedge"
     local.info = {**xy_prior.info, "early_strategy": {"choice": "model"}}
     assert MetaPriorSampler(local).early_strategy == "model"
+    local.info = {**xy_prior.info, "early_strategy": {"choice": "hedge-3"}}
+    assert MetaPriorSampler(local).early_strategy == "hedge-3"
     local.coverage = None  # a prior from before coverage was recorded
     local.info = {**xy_prior.info, "early_strategy": {"choice": "hedge"}}
     assert MetaPriorSampler(local).early_strategy == "model"
@@ -106,12 +122,12 @@ def _xy_dataset(n_tasks: int = 16) -> MetaDataset:
     return MetaDataset.from_tasks(SPACE, tasks)
 
 
-def test_the_measurement_compares_both_strategies_on_unseen_studies(xy_prior):
+def test_the_measurement_compares_every_strategy_on_unseen_studies(xy_prior):
     dataset = _xy_dataset()
     record = decide_early_strategy(xy_prior, dataset, trials=4, seeds=1)
     assert record["studies"] == xy_prior.info["splits"]["held_out"]
     means = record["mean_regret"]
-    assert set(means) == {"model", "hedge"}
+    assert set(means) == set(MEASURED_STRATEGIES) == {"model", "hedge-1", "hedge-3", "hedge"}
     assert record["choice"] == min(means, key=means.get)
     for curve in record["regret_per_trial"].values():  # best so far: never rises, >= 0
         assert len(curve) == 4 and min(curve) >= 0 and np.all(np.diff(curve) <= 1e-9)

@@ -17,8 +17,10 @@ import numpy as np
 __all__ = ["MEASURED_STRATEGIES", "PortfolioCoverage", "coverage_of"]
 
 # The first-trial strategies meta-training measures and a prior records (``info
-# ["early_strategy"]["choice"]``), in the order that breaks ties (the model first).
-MEASURED_STRATEGIES = ("model", "hedge")
+# ["early_strategy"]["choice"]``), in the order that breaks ties (the model first):
+# ``"hedge-k"`` hedges the first ``k`` trials and lets the model choose the rest of the
+# portfolio trials, ``"hedge"`` hedges them all.
+MEASURED_STRATEGIES = ("model", "hedge-1", "hedge-3", "hedge")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,16 +112,16 @@ class ProposalSettings:
         portfolio_trials: While the study has fewer trials, candidates are the portfolio only.
         max_observations: Observations the surrogate uses at most.
         acquisition: Scores candidates (see :mod:`tuner.sampler._acquisition`).
-        hedge: The portfolio trials are chosen by the expected value over the past studies
-            (:mod:`tuner.sampler._hedge`) instead of the acquisition, where the prior has
-            coverage.
+        hedge_trials: The first trials (at most ``portfolio_trials``) are chosen by the
+            expected value over the past studies (:mod:`tuner.sampler._hedge`) instead of
+            the acquisition, where the prior has coverage; 0: none.
     """
 
     n_candidates: int
     portfolio_trials: int
     max_observations: int
     acquisition: Acquisition
-    hedge: bool = False
+    hedge_trials: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +317,8 @@ def propose(
     """
     encoder = mapping.encoder
     incumbents = obs.x[np.argsort(obs.y, kind="stable")[:3]]
-    early = len(obs.y) + len(context.others) < settings.portfolio_trials
+    started = len(obs.y) + len(context.others)
+    early = started < settings.portfolio_trials
     configs, rows = portfolio_configs
     used = np.isin(rows, context.used_rows)
     taken = np.vstack([obs.x, context.others, context.pruned])
@@ -342,7 +343,7 @@ def propose(
         adapted = surrogate.adapted
         idx, mean, std, why = _acquisition_pick(surrogate, settings, cands, fresh, context)
     hedging = restricted and fresh.any() and len(context.observed_rows) == len(obs)
-    if hedging and settings.hedge and prior.coverage is not None:
+    if hedging and started < settings.hedge_trials and prior.coverage is not None:
         idx, why = _hedge_pick(prior.coverage.values, rows, fresh, obs, context), WHY_HEDGE
     return Proposal(
         config=encoder.decode(cands[idx]),

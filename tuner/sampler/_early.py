@@ -1,13 +1,14 @@
-"""Measuring how a prior's first trials should be chosen: by its model or by hedging.
+"""Measuring how a prior's first trials should be chosen: by its model, by hedging, or both.
 
 Meta-training leaves the prior's held-out studies unseen by its network, so they can say
 which strategy serves a new study better. Each held-out study becomes a benchmark: its
 trials are the objective (a config's value is the normalised target of the study's nearest
 trial), the prior loses what that study contributed to its portfolio
 (:meth:`~tuner.prior.MetaPrior.without_source`), and :class:`MetaPriorSampler` runs the first
-trials with each strategy over a few seeds. The strategy with the lower mean regret over
-those trials is recorded in the prior (``info["early_strategy"]``) and taken by
-``early_strategy="auto"``; a tie keeps the model.
+trials with each strategy (:data:`~tuner.prior.MEASURED_STRATEGIES`: the model, hedging the
+first 1 or 3 trials, hedging all the portfolio trials) over a few seeds. The strategy with
+the lowest mean regret over those trials is recorded in the prior (``info["early_strategy"]``)
+and taken by ``early_strategy="auto"``; a tie keeps the one listed first.
 """
 
 from __future__ import annotations

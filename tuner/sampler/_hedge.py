@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EARLY_STRATEGIES",
     "hedge_scores",
+    "hedged_trials",
     "resolve_early_strategy",
     "study_weights",
 ]
@@ -78,6 +79,19 @@ def hedge_scores(
     return np.minimum(coverage, best[None, :]) @ w
 
 
+def hedged_trials(strategy: str, portfolio_trials: int) -> int:
+    """How many first trials ``strategy`` (one of :data:`MEASURED_STRATEGIES`) hedges.
+
+    ``"model"``: none; ``"hedge-k"``: the first ``k``, then the model chooses the rest of the
+    ``portfolio_trials``; ``"hedge"``: all of them.
+    """
+    if strategy == "model":
+        return 0
+    if strategy == "hedge":
+        return portfolio_trials
+    return min(int(strategy.removeprefix("hedge-")), portfolio_trials)
+
+
 def resolve_early_strategy(strategy: str, prior: MetaPrior) -> str:
     """One of :data:`MEASURED_STRATEGIES` for ``strategy`` (one of :data:`EARLY_STRATEGIES`).
 
@@ -85,7 +99,7 @@ def resolve_early_strategy(strategy: str, prior: MetaPrior) -> str:
     else ``"model"``.
 
     Raises:
-        ValueError: for an unknown strategy, or ``"hedge"`` with a prior without coverage.
+        ValueError: for an unknown strategy, or a hedging one with a prior without coverage.
     """
     if strategy not in EARLY_STRATEGIES:
         raise ValueError(f"early_strategy must be one of {EARLY_STRATEGIES}, got {strategy!r}")

@@ -22,7 +22,7 @@ from tuner.sampler import _core
 from tuner.sampler._acquisition import Acquisition, resolve_acquisition
 from tuner.sampler._gp import GPParams
 from tuner.sampler._guard import GuardState, NegativeTransferGuard
-from tuner.sampler._hedge import resolve_early_strategy
+from tuner.sampler._hedge import hedged_trials, resolve_early_strategy
 from tuner.sampler._mapping import StudyMapping
 from tuner.sampler._state import Decision, StudyState
 from tuner.sampler._view import StudyView, sign
@@ -106,9 +106,10 @@ class MetaPriorSampler(BaseSampler):
         early_strategy: How the portfolio trials are chosen. ``"model"``: by the adapted
             prior's acquisition. ``"hedge"``: by the expected value over the past studies,
             weighted by how each orders the study's trials (:mod:`tuner.sampler._hedge`;
-            needs a prior with coverage). ``"auto"`` (default): what meta-training measured
-            to be better for this prior on its held-out studies (``mttune prior show``),
-            ``"model"`` for a prior that did not measure it.
+            needs a prior with coverage). ``"hedge-1"``, ``"hedge-3"``: the first 1 or 3
+            by hedging, the rest by the model. ``"auto"`` (default): what meta-training
+            measured to be best for this prior on its held-out studies (``mttune prior
+            show``), ``"model"`` for a prior that did not measure it.
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class MetaPriorSampler(BaseSampler):
             portfolio_trials=portfolio_trials,
             max_observations=max_observations,
             acquisition=resolve_acquisition(acquisition),
-            hedge=self._early_strategy == "hedge",
+            hedge_trials=hedged_trials(self._early_strategy, portfolio_trials),
         )
         self._n_startup_trials = n_startup_trials
         self._fallback = fallback or optuna.samplers.TPESampler(seed=seed)
