@@ -10,9 +10,12 @@ Each folder is a transfer-benchmark ``--out`` of the same suite, tasks and seeds
 studies). One prior per method is one draw: the network's initialisation and the
 meta-training split decide the first trials as much as the method does. ``--pair model``
 compares the runs of ``--methods mttune-model,mttune-nomaml-model`` instead: both priors
-choosing the first trials by their model, like for like. The table gives each seed's mean
-regret, the mean over seeds with the standard deviation of the per-seed means, and issue
-21's target on the pooled runs.
+choosing the first trials by their model, like for like. ``--pair measured`` compares each
+prior by the first-trial strategy its meta-training measured (what ``early_strategy="auto"``
+takes), from the runs of the strategy methods (``mttune-model``, ``mttune-hedge-1``, ...,
+``mttune-nomaml-hedge``): per fold, the runs of the strategy that fold's prior chose.
+The table gives each seed's mean regret, the mean over seeds with the standard deviation
+of the per-seed means, and issue 21's target on the pooled runs.
 """
 
 from __future__ import annotations
@@ -27,20 +30,29 @@ import numpy as np
 
 from benchmarks.report import ABLATION_BUDGETS, regret_curves, target_cells
 
-# the pairs compared: as shipped (each prior's measured first-trial strategy), and like for
-# like (both priors' first trials by their model; the hedge's ignore the network)
+# the pairs compared: as shipped (each prior's measured first-trial strategy), like for like
+# (both priors' first trials by their model; the hedge's ignore the network), and as measured
+# (the strategy runs of what each prior measured: "{}" is filled in per fold)
 PAIRS = {
     "shipped": (("mttune", "MAML (default)"), ("mttune-nomaml", "no MAML")),
     "model": (
         ("mttune-model", "MAML, first trials by the model"),
         ("mttune-nomaml-model", "no MAML, first trials by the model"),
     ),
+    "measured": (
+        ("mttune-{}", "MAML, its measured first trials"),
+        ("mttune-nomaml-{}", "no MAML, its measured first trials"),
+    ),
 }
+# the prior file behind each of a pair's methods, in a run's folder or fold folder
+_PRIOR_FILES = ("prior.safetensors", "prior-nomaml.safetensors")
 
 
 def _curves(folder: Path, direction: str, methods) -> dict[str, np.ndarray]:
     raw = folder / "raw"
     refs = json.loads(next(raw.rglob("reference.json")).read_text())
+    if any("{}" in m for m, _ in methods):
+        return _measured_curves(raw, refs, direction, methods)
     names = {m for m, _ in methods}
     runs = [
         r
@@ -48,7 +60,36 @@ def _curves(folder: Path, direction: str, methods) -> dict[str, np.ndarray]:
         for line in f.read_text().splitlines()
         if (r := json.loads(line))["method"] in names
     ]
-    curves = regret_curves(runs, refs, direction)
+    return _checked(folder, regret_curves(runs, refs, direction), methods)
+
+
+def _measured_curves(raw: Path, refs: dict, direction: str, methods) -> dict[str, np.ndarray]:
+    """Per fold, the runs of the strategy each of the fold's two priors measured."""
+    from tuner.prior import MEASURED_STRATEGIES, load_prior
+    from tuner.sampler import MetaPriorSampler
+
+    runs, missing = [], []
+    for fold in sorted({f.parent for f in raw.rglob("runs.jsonl")}):
+        rows = [json.loads(line) for line in (fold / "runs.jsonl").read_text().splitlines()]
+        for (pattern, _), name in zip(methods, _PRIOR_FILES, strict=True):
+            if not (fold / name).is_file():
+                missing.append(f"{pattern.format('model')} (no {fold / name})")
+                continue
+            wanted = pattern.format(MetaPriorSampler(load_prior(fold / name)).early_strategy)
+            picked = [r | {"method": pattern} for r in rows if r["method"] == wanted]
+            runs += picked
+            missing += [] if picked else [wanted]
+    if missing or not runs:
+        strategies = ",".join(p.format(s) for p, _ in methods for s in MEASURED_STRATEGIES)
+        raise SystemExit(
+            f"{raw.parent} has no runs of {', '.join(missing) or 'the strategy methods'}: run "
+            f"the transfer benchmark there with --methods {strategies}"
+        )
+    return regret_curves(runs, refs, direction)
+
+
+def _checked(folder: Path, curves: dict[str, np.ndarray], methods) -> dict[str, np.ndarray]:
+    """``curves``, or a clear exit naming the methods to run when one has no runs."""
     missing = [m for m, _ in methods if m not in curves]
     if missing:
         raise SystemExit(
